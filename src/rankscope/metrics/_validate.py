@@ -1,0 +1,46 @@
+"""Input checks shared by the metrics: clear errors naming what was received."""
+
+from __future__ import annotations
+
+import torch
+
+
+def as_tensor(x, *, name: str = "input") -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(x)
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+
+
+def check_matrix(x, *, name: str = "input", min_dim: int = 2) -> torch.Tensor:
+    """Return ``x`` as a tensor with at least ``min_dim`` dims and only finite values."""
+    x = as_tensor(x, name=name)
+    if x.ndim < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimensions (..., m, n), got shape {tuple(x.shape)}"
+        )
+    if x.is_complex() or x.is_floating_point():
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} of shape {tuple(x.shape)} contains {bad} NaN/Inf value(s)")
+    return x
+
+
+def check_spectrum(s, *, name: str = "spectrum") -> torch.Tensor:
+    """A spectrum: (..., k) non-negative, finite, sorted descending (as singular_values returns)."""
+    s = as_tensor(s, name=name)
+    if s.ndim < 1:
+        raise ValueError(f"{name} must have at least 1 dimension (..., k), got a scalar")
+    if not s.is_floating_point():
+        s = s.to(torch.float64)
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError(f"{name} of shape {tuple(s.shape)} contains NaN/Inf")
+    if s.numel() and bool((s < 0).any()):
+        raise ValueError(f"{name} of shape {tuple(s.shape)} has negative entries; pass singular values")
+    return s
