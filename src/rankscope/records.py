@@ -45,7 +45,9 @@ class RecordLog:
 
     def log_vector(self, name: str, values, *, step: int = 0, layer: str = "") -> None:
         """A 1-D vector (e.g. a spectrum), one record per entry with ``index`` = position."""
-        arr = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+        arr = np.asarray(
+            values.detach().cpu() if hasattr(values, "detach") else values, dtype=float
+        )
         arr = arr.reshape(-1)
         n = arr.size
         self._step.extend([int(step)] * n)
@@ -98,8 +100,11 @@ class Records:
 
     def rows(self) -> Iterable[tuple[int, str, str, int, float]]:
         return zip(
-            self.step.tolist(), self.name.tolist(), self.layer.tolist(),
-            self.index.tolist(), self.value.tolist(),
+            self.step.tolist(),
+            self.name.tolist(),
+            self.layer.tolist(),
+            self.index.tolist(),
+            self.value.tolist(),
         )
 
     def names(self) -> list[str]:
@@ -109,8 +114,13 @@ class Records:
         mask = self.name == name if name is not None else slice(None)
         return sorted(set(self.layer[mask].tolist()))
 
-    def select(self, name: str | None = None, layer: str | None = None, index: int | None = None,
-               step: int | None = None) -> Records:
+    def select(
+        self,
+        name: str | None = None,
+        layer: str | None = None,
+        index: int | None = None,
+        step: int | None = None,
+    ) -> Records:
         mask = np.ones(len(self), dtype=bool)
         if name is not None:
             mask &= self.name == name
@@ -120,8 +130,9 @@ class Records:
             mask &= self.index == index
         if step is not None:
             mask &= self.step == step
-        return Records(self.step[mask], self.name[mask], self.layer[mask], self.index[mask],
-                       self.value[mask])
+        return Records(
+            self.step[mask], self.name[mask], self.layer[mask], self.index[mask], self.value[mask]
+        )
 
     def series(self, name: str, layer: str = "", index: int = -1) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of one scalar quantity, sorted by step."""
@@ -159,5 +170,12 @@ class Records:
             import pandas as pd
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("Records.frame() needs pandas: pip install pandas") from exc
-        return pd.DataFrame({"step": self.step, "name": self.name, "layer": self.layer,
-                             "index": self.index, "value": self.value})
+        return pd.DataFrame(
+            {
+                "step": self.step,
+                "name": self.name,
+                "layer": self.layer,
+                "index": self.index,
+                "value": self.value,
+            }
+        )

@@ -24,7 +24,9 @@ def requested_threads(default: int = 1) -> int:
     try:
         n = int(raw)
     except ValueError:
-        raise ValueError(f"{ENV_VAR}={raw!r} is not an integer; expected a thread count >= 1") from None
+        raise ValueError(
+            f"{ENV_VAR}={raw!r} is not an integer; expected a thread count >= 1"
+        ) from None
     if n < 1:
         raise ValueError(f"{ENV_VAR}={n} must be >= 1")
     return n

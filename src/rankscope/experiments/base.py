@@ -9,7 +9,6 @@ anything that was not stored). Nothing here prints, plots or seeds global genera
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +16,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from rankscope.records import RecordLog, Records
+from rankscope.records import RecordLog
+from rankscope.results import Result
+from rankscope.train.errors import Diverged
 
 __all__ = [
     "VERDICTS",
@@ -34,16 +35,6 @@ __all__ = [
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive")
-
-
-class Diverged(RuntimeError):
-    """Raised inside ``run`` when a loss turns NaN/Inf; the runner records the run as diverged."""
-
-    def __init__(self, step: int, what: str = "loss", value: float = math.nan):
-        super().__init__(f"{what} became {value} at step {step}")
-        self.step = step
-        self.what = what
-        self.value = value
 
 
 @dataclass
@@ -68,30 +59,6 @@ class RunContext:
     def child_generator(self, tag: int) -> torch.Generator:
         """An independent torch generator derived from the seed and ``tag`` (for sub-runs)."""
         return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(tag))
-
-
-@dataclass
-class Result:
-    """What one run produced.
-
-    ``summary``: JSON-serializable scalars and short lists that claims read.
-    ``records``: the tidy log (step, name, layer, index, value); ``tensors``: saved as safetensors.
-    ``status``: ``ok`` | ``diverged`` | ``failed`` (the latter two set by the runner).
-    """
-
-    summary: dict[str, Any] = field(default_factory=dict)
-    records: Records = field(default_factory=Records.empty)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    status: str = "ok"
-    diverged_step: int | None = None
-    error: str | None = None
-    # Filled in by the runner/store, not by experiments:
-    run_id: str = ""
-    seed: int = 0
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.summary.get(key, default)
 
 
 @dataclass(frozen=True)

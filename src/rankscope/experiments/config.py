@@ -114,7 +114,9 @@ def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
     types_ = _field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} for {cls.__name__}; valid: {sorted(types_)}")
+        raise ValueError(
+            f"unknown config key(s) {unknown} for {cls.__name__}; valid: {sorted(types_)}"
+        )
     return cls(**{k: parse_value(v, types_[k], k) for k, v in data.items()})
 
 
@@ -130,7 +132,9 @@ def apply_overrides(config: Any, overrides: list[str] | dict[str, Any]) -> Any:
         pairs = []
         for item in overrides:
             if "=" not in item:
-                raise ValueError(f"override {item!r} must look like key=value; valid keys: {sorted(types_)}")
+                raise ValueError(
+                    f"override {item!r} must look like key=value; valid keys: {sorted(types_)}"
+                )
             k, v = item.split("=", 1)
             pairs.append((k.strip(), v.strip()))
     changes = {}

@@ -13,6 +13,7 @@ from rankscope.experiments.base import Experiment
 __all__ = ["all_experiments", "get_experiment"]
 
 _MODULES: tuple[str, ...] = (
+    "rankscope.experiments.scalar_mode",
 )
 
 _cache: dict[str, Experiment] | None = None
@@ -39,4 +40,4 @@ def get_experiment(exp_id: str) -> Experiment:
         return reg[exp_id]
     close = difflib.get_close_matches(exp_id, list(reg), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise KeyError(f"unknown experiment {exp_id!r}{hint} valid ids: {sorted(reg)}")
+    raise KeyError(f"unknown experiment {exp_id!r}{hint}; valid ids: {sorted(reg)}")

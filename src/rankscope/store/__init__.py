@@ -1,1 +1,5 @@
-"""rankscope.store"""
+"""rankscope.store: the embedded SQLite run catalog plus one directory per run."""
+
+from rankscope.store.catalog import DEFAULT_STORE, RunInfo, Store, default_store_path
+
+__all__ = ["DEFAULT_STORE", "RunInfo", "Store", "default_store_path"]

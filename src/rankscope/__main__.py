@@ -1,0 +1,3 @@
+from rankscope._entry import main
+
+main()
