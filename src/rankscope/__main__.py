@@ -1,3 +1,6 @@
-from rankscope._entry import main
+"""``python -m rankscope``: the same as the ``rankscope`` console script."""
 
-main()
+if __name__ == "__main__":
+    from rankscope._entry import main
+
+    main()

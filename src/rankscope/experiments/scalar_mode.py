@@ -69,7 +69,7 @@ def _run_batch(config: Config, a0: torch.Tensor, log_cb) -> tuple[np.ndarray, np
         a = w.prod(dim=1)  # (E,)
         loss = 0.5 * (a - y) ** 2
         if not bool(torch.isfinite(loss).all()):
-            raise Diverged(step, "loss", float(loss.max()))
+            raise Diverged(step, "loss", float(loss.detach().max()))
         crossed = torch.isnan(half) & (a >= y / 2)
         half = torch.where(crossed, torch.full_like(half, step * lr), half)
         if step % config.log_every == 0 or step == steps:

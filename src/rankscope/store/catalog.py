@@ -134,16 +134,17 @@ class Store:
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot open the run catalog {str(self.catalog)!r}: {exc}") from exc
         with closing(con):
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA foreign_keys=ON")
-            con.execute("PRAGMA busy_timeout=60000")
             try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA foreign_keys=ON")
+                con.execute("PRAGMA busy_timeout=60000")
                 with con:  # one transaction
                     yield con
             except sqlite3.DatabaseError as exc:
                 if "not a database" in str(exc) or "malformed" in str(exc):
                     raise RuntimeError(
-                        f"the run catalog {str(self.catalog)!r} is not a readable SQLite file: {exc}"
+                        f"the run catalog {str(self.catalog)!r} is not a readable SQLite "
+                        f"file: {exc}"
                     ) from exc
                 raise
 
