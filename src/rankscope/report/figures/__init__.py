@@ -12,6 +12,7 @@ from rankscope.report.figures.base import FigureSpec, new_figure
 __all__ = ["FigureSpec", "figures_for", "new_figure"]
 
 _MODULES: tuple[str, ...] = (
+    "rankscope.report.figures.engine",
 )
 
 
