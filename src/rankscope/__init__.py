@@ -26,7 +26,10 @@ _SUBMODULES = {
     "report",
     "threads",
 }
-_ATTRS = {"analyze": ("rankscope.probe.analyze", "analyze"), "set_threads": ("rankscope.threads", "set_threads")}
+_ATTRS = {
+    "analyze": ("rankscope.probe.analyze", "analyze"),
+    "set_threads": ("rankscope.threads", "set_threads"),
+}
 
 __all__ = ["__version__", *sorted(_SUBMODULES), *sorted(_ATTRS)]
 

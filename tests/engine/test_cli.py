@@ -38,19 +38,46 @@ def test_run_then_report(tmp_path):
 
 def test_reproduce_json_shape_and_exit_codes(tmp_path):
     store = str(tmp_path / "st")
-    out = invoke("reproduce", "scalar-mode", "--preset", "smoke", "--store", store, "--json",
-                 "--workers", "1")
+    out = invoke(
+        "reproduce",
+        "scalar-mode",
+        "--preset",
+        "smoke",
+        "--store",
+        store,
+        "--json",
+        "--workers",
+        "1",
+    )
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)  # stdout is exactly one JSON document
     assert set(doc) == {"experiment", "preset", "claims", "runs", "report"}
     claim = doc["claims"][0]
-    for key in ("id", "paper", "statement", "verdict", "measured", "expected", "seeds_passed",
-                "seeds_total"):
+    for key in (
+        "id",
+        "paper",
+        "statement",
+        "verdict",
+        "measured",
+        "expected",
+        "seeds_passed",
+        "seeds_total",
+    ):
         assert key in claim
     assert doc["report"].endswith("index.html")
     # a failing claim exits 1
-    bad = invoke("reproduce", "scalar-mode", "--preset", "smoke", "--store", store,
-                 "--set", "max_time=1", "--workers", "1")
+    bad = invoke(
+        "reproduce",
+        "scalar-mode",
+        "--preset",
+        "smoke",
+        "--store",
+        store,
+        "--set",
+        "max_time=1",
+        "--workers",
+        "1",
+    )
     assert bad.exit_code == 1
     assert "FAIL" in bad.stdout
 
@@ -83,9 +110,23 @@ def test_run_report_for_a_single_run(tmp_path):
 
 
 def test_sweep_grid(tmp_path):
-    out = invoke("sweep", "scalar-mode", "--preset", "smoke", "--grid", "target=1,2",
-                 "--grid", "depth=2,3", "--set", "max_time=2", "--store", str(tmp_path),
-                 "--json", "--workers", "1")
+    out = invoke(
+        "sweep",
+        "scalar-mode",
+        "--preset",
+        "smoke",
+        "--grid",
+        "target=1,2",
+        "--grid",
+        "depth=2,3",
+        "--set",
+        "max_time=2",
+        "--store",
+        str(tmp_path),
+        "--json",
+        "--workers",
+        "1",
+    )
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert len(doc["runs"]) == 4

@@ -20,16 +20,31 @@ GRID = ["--grid", "target=1,1.5,2,2.5,3,3.5"]
 
 
 def _sweep(store, extra=()):
-    cmd = [sys.executable, "-m", "rankscope", "sweep", "scalar-mode", "--preset", "smoke",
-           *GRID, *SLOW, "--store", str(store), "--workers", "1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rankscope",
+        "sweep",
+        "scalar-mode",
+        "--preset",
+        "smoke",
+        *GRID,
+        *SLOW,
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+        *extra,
+    ]
     return cmd
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
     store = tmp_path / "st"
-    proc = subprocess.Popen(_sweep(store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _sweep(store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
@@ -61,18 +76,31 @@ def _records(store, run_ids):
 def test_process_pool_and_dask_match_inline(tmp_path):
     pytest.importorskip("distributed")
     over = ["max_time=3", "lr=0.005"]
-    inline = run_experiment("scalar-mode", preset="smoke", seeds=[0, 1, 2], overrides=over,
-                            store=Store(tmp_path / "a"))
+    inline = run_experiment(
+        "scalar-mode", preset="smoke", seeds=[0, 1, 2], overrides=over, store=Store(tmp_path / "a")
+    )
     pool = make_executor("process", workers=2)
     try:
-        ids = run_experiment("scalar-mode", preset="smoke", seeds=[0, 1, 2], overrides=over,
-                             store=Store(tmp_path / "b"), executor=pool)
+        ids = run_experiment(
+            "scalar-mode",
+            preset="smoke",
+            seeds=[0, 1, 2],
+            overrides=over,
+            store=Store(tmp_path / "b"),
+            executor=pool,
+        )
     finally:
         pool.shutdown()
     dask = make_executor("dask", dask_workers=2)
     try:
-        ids2 = run_experiment("scalar-mode", preset="smoke", seeds=[0, 1, 2], overrides=over,
-                              store=Store(tmp_path / "c"), executor=dask)
+        ids2 = run_experiment(
+            "scalar-mode",
+            preset="smoke",
+            seeds=[0, 1, 2],
+            overrides=over,
+            store=Store(tmp_path / "c"),
+            executor=dask,
+        )
     finally:
         dask.shutdown()
     assert inline == ids == ids2

@@ -17,12 +17,24 @@ FAST = ["max_time=4", "lr=0.01"]
 def test_rerun_skips_finished(tmp_path):
     st = Store(tmp_path)
     events = []
-    ids = run_experiment("scalar-mode", preset="smoke", seeds=2, store=st, overrides=FAST,
-                         on_event=lambda k, i: events.append((k, i)))
+    ids = run_experiment(
+        "scalar-mode",
+        preset="smoke",
+        seeds=2,
+        store=st,
+        overrides=FAST,
+        on_event=lambda k, i: events.append((k, i)),
+    )
     created = {r.run_id: r.created for r in st.runs()}
     events.clear()
-    ids2 = run_experiment("scalar-mode", preset="smoke", seeds=2, store=st, overrides=FAST,
-                          on_event=lambda k, i: events.append((k, i)))
+    ids2 = run_experiment(
+        "scalar-mode",
+        preset="smoke",
+        seeds=2,
+        store=st,
+        overrides=FAST,
+        on_event=lambda k, i: events.append((k, i)),
+    )
     assert ids == ids2
     assert events[0] == ("plan", {"total": 2, "cached": 2})
     assert not [e for e in events if e[0] == "done"]
@@ -92,9 +104,16 @@ def _res(status="ok", value=1.0):
     ],
 )
 def test_claim_aggregation(values, statuses, frac, verdict, passed):
-    claim = Claim("C", "p", "s", "e", check=lambda r: check(
-        None if r.summary["v"] is None else r.summary["v"] == 1, v=r.summary["v"]),
-        min_fraction=frac)
+    claim = Claim(
+        "C",
+        "p",
+        "s",
+        "e",
+        check=lambda r: check(
+            None if r.summary["v"] is None else r.summary["v"] == 1, v=r.summary["v"]
+        ),
+        min_fraction=frac,
+    )
     results = [_res(s, v) for v, s in zip(values, statuses)]
     out = evaluate_claim(claim, results)
     assert (out.verdict, out.seeds_passed, out.seeds_total) == (verdict, passed, 3)

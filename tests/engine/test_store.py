@@ -81,8 +81,16 @@ def test_corrupt_catalog_gets_clear_error(tmp_path):
 
 def test_verdicts_latest(tmp_path):
     st = Store(tmp_path)
-    v = {"id": "C1", "verdict": "pass", "measured": {}, "paper": "p", "statement": "s",
-         "expected": "e", "seeds_passed": 1, "seeds_total": 1}
+    v = {
+        "id": "C1",
+        "verdict": "pass",
+        "measured": {},
+        "paper": "p",
+        "statement": "s",
+        "expected": "e",
+        "seeds_passed": 1,
+        "seeds_total": 1,
+    }
     st.save_verdicts("e", "smoke", [v], ["a"])
     st.save_verdicts("e", "smoke", [{**v, "verdict": "fail"}], ["b"])
     preset, claims, runs = st.latest_verdicts("e")

@@ -23,7 +23,9 @@ app = typer.Typer(
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", help="Run store directory (default ./rankscope-runs or $RANKSCOPE_STORE)."),
+    typer.Option(
+        "--store", help="Run store directory (default ./rankscope-runs or $RANKSCOPE_STORE)."
+    ),
 ]
 PresetOpt = Annotated[str, typer.Option("--preset", help="smoke | default | paper")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -140,27 +142,48 @@ def list_cmd(as_json: JsonOpt = False) -> None:
 
 
 @app.command("show")
-def show_cmd(exp_id: Annotated[str, typer.Argument(help="Experiment id")], as_json: JsonOpt = False):
+def show_cmd(
+    exp_id: Annotated[str, typer.Argument(help="Experiment id")], as_json: JsonOpt = False
+):
     """Print an experiment's config fields with defaults, its presets and its claims."""
     from rankscope.experiments.config import config_to_dict
     from rankscope.report.figures import figures_for
 
     exp = _experiment(exp_id)
     fields = [
-        {"name": f.name, "type": str(f.type), "default": config_to_dict(exp.presets["default"])[f.name]}
+        {
+            "name": f.name,
+            "type": str(f.type),
+            "default": config_to_dict(exp.presets["default"])[f.name],
+        }
         for f in dataclasses.fields(exp.config_cls)
     ]
     presets = {k: config_to_dict(v) for k, v in exp.presets.items()}
     claims = [
-        {"id": c.id, "paper": c.paper, "statement": c.statement, "expected": c.expected,
-         "hard": c.hard}
+        {
+            "id": c.id,
+            "paper": c.paper,
+            "statement": c.statement,
+            "expected": c.expected,
+            "hard": c.hard,
+        }
         for c in exp.claims
     ]
     figs = [{"name": f.name, "title": f.title} for f in figures_for(exp.id)]
     if as_json:
-        _print_json({"id": exp.id, "title": exp.title, "papers": list(exp.papers),
-                     "description": exp.description, "fields": fields, "presets": presets,
-                     "seeds": exp.seeds, "claims": claims, "figures": figs})
+        _print_json(
+            {
+                "id": exp.id,
+                "title": exp.title,
+                "papers": list(exp.papers),
+                "description": exp.description,
+                "fields": fields,
+                "presets": presets,
+                "seeds": exp.seeds,
+                "claims": claims,
+                "figures": figs,
+            }
+        )
         return
     typer.echo(f"{exp.id}: {exp.title}\npapers: {', '.join(exp.papers)}\n\n{exp.description}\n")
     typer.echo("config fields (default preset):")
@@ -168,8 +191,10 @@ def show_cmd(exp_id: Annotated[str, typer.Argument(help="Experiment id")], as_js
         typer.echo(f"  {f['name']} = {f['default']!r}  [{f['type']}]")
     for name, cfg in presets.items():
         diff = {k: v for k, v in cfg.items() if v != presets["default"][k]}
-        typer.echo(f"preset {name} ({exp.default_seeds(name)} seeds): "
-                   + (", ".join(f"{k}={v!r}" for k, v in diff.items()) or "(= default)"))
+        typer.echo(
+            f"preset {name} ({exp.default_seeds(name)} seeds): "
+            + (", ".join(f"{k}={v!r}" for k, v in diff.items()) or "(= default)")
+        )
     typer.echo("claims:")
     for c in claims:
         typer.echo(f"  {c['id']} [{c['paper']}] {c['statement']}  (expected: {c['expected']})")
@@ -177,8 +202,18 @@ def show_cmd(exp_id: Annotated[str, typer.Argument(help="Experiment id")], as_js
         typer.echo("figures: " + ", ".join(f["name"] for f in figs))
 
 
-def _reproduce(ids, preset, store, seeds, overrides, workers, scheduler, dask_workers, as_json,
-               write_report: bool) -> None:
+def _reproduce(
+    ids,
+    preset,
+    store,
+    seeds,
+    overrides,
+    workers,
+    scheduler,
+    dask_workers,
+    as_json,
+    write_report: bool,
+) -> None:
     from rankscope.sweep.runner import reproduce_many
 
     exps = [_experiment(i) for i in ids]
@@ -195,8 +230,15 @@ def _reproduce(ids, preset, store, seeds, overrides, workers, scheduler, dask_wo
     n_jobs = sum(seeds or e.default_seeds(preset) for e in exps)
     progress = Progress(", ".join(ids) if len(ids) <= 3 else f"{len(ids)} experiments")
     with _executor(workers, scheduler, dask_workers, n_jobs) as ex:
-        outcomes = reproduce_many(exps, preset=preset, store=st, seeds=seeds,
-                                  overrides=overrides or (), executor=ex, on_event=progress)
+        outcomes = reproduce_many(
+            exps,
+            preset=preset,
+            store=st,
+            seeds=seeds,
+            overrides=overrides or (),
+            executor=ex,
+            on_event=progress,
+        )
     if write_report:
         from rankscope.report import write_experiment_report, write_index
 
@@ -232,8 +274,18 @@ def run_cmd(
     dask_workers: DaskOpt = None,
 ) -> None:
     """Run an experiment (skipping runs already stored) and check its claims."""
-    _reproduce([exp_id], preset, store, seeds, overrides, workers, scheduler, dask_workers,
-               as_json, write_report=False)
+    _reproduce(
+        [exp_id],
+        preset,
+        store,
+        seeds,
+        overrides,
+        workers,
+        scheduler,
+        dask_workers,
+        as_json,
+        write_report=False,
+    )
 
 
 @app.command("reproduce")
@@ -257,8 +309,18 @@ def reproduce_cmd(
     ids = list(all_experiments()) if all_ else list(exp_ids or [])
     if not ids:
         raise _usage(f"name experiment ids or pass --all; valid ids: {sorted(all_experiments())}")
-    _reproduce(ids, preset, store, seeds, overrides, workers, scheduler, dask_workers, as_json,
-               write_report=True)
+    _reproduce(
+        ids,
+        preset,
+        store,
+        seeds,
+        overrides,
+        workers,
+        scheduler,
+        dask_workers,
+        as_json,
+        write_report=True,
+    )
 
 
 @app.command("sweep")
@@ -275,7 +337,7 @@ def sweep_cmd(
     dask_workers: DaskOpt = None,
 ) -> None:
     """Run a grid of configs x seeds; finished runs are skipped, so a killed sweep resumes."""
-    from rankscope.experiments.config import apply_overrides, config_to_dict
+    from rankscope.experiments.config import apply_overrides
     from rankscope.sweep.grid import expand_grid, parse_grid
     from rankscope.sweep.runner import make_jobs, run_jobs
 
@@ -293,9 +355,15 @@ def sweep_cmd(
     with _executor(workers, scheduler, dask_workers, len(jobs)) as ex:
         run_jobs(jobs, st, executor=ex, on_event=progress)
     infos = {r.run_id: r for r in st.runs(exp_id)}
-    rows = [{"run_id": j.run_id, "seed": j.seed, "status": infos[j.run_id].status,
-             "config": {k: v for k, v in j.config.items() if k in parse_grid(grid)}}
-            for j in jobs]
+    rows = [
+        {
+            "run_id": j.run_id,
+            "seed": j.seed,
+            "status": infos[j.run_id].status,
+            "config": {k: v for k, v in j.config.items() if k in parse_grid(grid)},
+        }
+        for j in jobs
+    ]
     if as_json:
         _print_json({"experiment": exp_id, "runs": rows})
     else:
@@ -307,8 +375,12 @@ def sweep_cmd(
 
 @app.command("report")
 def report_cmd(
-    target: Annotated[str | None, typer.Argument(help="Experiment id or run id (default: all)")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Which preset's evaluation")] = None,
+    target: Annotated[
+        str | None, typer.Argument(help="Experiment id or run id (default: all)")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Which preset's evaluation")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Write the static HTML report from the store."""

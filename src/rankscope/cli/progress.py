@@ -34,7 +34,7 @@ class Progress:
         todo = max(self.total, 1)
         frac = min((self.done + self.fraction) / todo, 1.0)
         width = 24
-        filled = int(round(frac * width))
+        filled = round(frac * width)
         elapsed = time.perf_counter() - self.t0
         return (
             f"{self.label} [{'#' * filled}{'.' * (width - filled)}] "
@@ -45,7 +45,9 @@ class Progress:
         if kind == "plan":
             self.total = info["total"] - info["cached"]
             if info["cached"]:
-                self._write(f"{self.label}: {info['cached']} run(s) already in the store", final=True)
+                self._write(
+                    f"{self.label}: {info['cached']} run(s) already in the store", final=True
+                )
         elif kind == "progress":
             self.fraction = float(info["fraction"])
             now = time.perf_counter()

@@ -58,7 +58,7 @@ def _merge_measured(checks: Sequence[Check], results: Sequence[Result]) -> dict:
     if len(checks) == 1:
         return dict(checks[0].measured)
     merged: dict = {}
-    for c, r in zip(checks, results):
+    for c in checks:
         for k, v in c.measured.items():
             merged.setdefault(k, []).append(v)
     merged["seeds"] = [r.seed for r in results]
@@ -68,9 +68,16 @@ def _merge_measured(checks: Sequence[Check], results: Sequence[Result]) -> dict:
 
 def _verdict(claim: Claim, c: Check, passed: int, total: int) -> ClaimVerdict:
     return ClaimVerdict(
-        claim_id=claim.id, paper=claim.paper, statement=claim.statement, expected=claim.expected,
-        verdict=c.verdict, measured=c.measured, seeds_passed=passed, seeds_total=total,
-        hard=claim.hard, note=c.note,
+        claim_id=claim.id,
+        paper=claim.paper,
+        statement=claim.statement,
+        expected=claim.expected,
+        verdict=c.verdict,
+        measured=c.measured,
+        seeds_passed=passed,
+        seeds_total=total,
+        hard=claim.hard,
+        note=c.note,
     )
 
 

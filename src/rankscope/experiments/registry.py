@@ -14,6 +14,12 @@ __all__ = ["all_experiments", "get_experiment"]
 
 _MODULES: tuple[str, ...] = (
     "rankscope.experiments.scalar_mode",
+    "rankscope.experiments.linear.saddle_to_saddle",
+    "rankscope.experiments.linear.schatten_l2",
+    "rankscope.experiments.linear.mc_not_norms",
+    "rankscope.experiments.collapse.neural_rank_collapse",
+    "rankscope.experiments.collapse.sgd_weight_decay_rank",
+    "rankscope.experiments.collapse.rank_diminishing",
 )
 
 _cache: dict[str, Experiment] | None = None

@@ -63,7 +63,7 @@ def _run_batch(config: Config, a0: torch.Tensor, log_cb) -> tuple[np.ndarray, np
     L, y, lr = config.depth, config.target, config.lr
     w = a0.abs().pow(1.0 / L).unsqueeze(1).repeat(1, L)  # (E, L), balanced
     w.requires_grad_(True)
-    steps = int(round(config.max_time / lr))
+    steps = round(config.max_time / lr)
     half = torch.full_like(a0, math.nan)
     for step in range(steps + 1):
         a = w.prod(dim=1)  # (E,)

@@ -1,4 +1,4 @@
-"""Rank notions as functions of a spectrum (definitions §1-§4, §6-§9).
+"""Rank notions as functions of a spectrum (definitions §1-§3, §5).
 
 Every function takes singular values ``s`` of shape (..., k), sorted descending (what
 :func:`rankscope.metrics.singular_values` returns) and reduces the last dimension, so one SVD
@@ -15,10 +15,13 @@ from rankscope.metrics._validate import check_spectrum
 
 __all__ = [
     "RANK_POLICIES",
+    "drop_small",
     "effective_rank",
     "numerical_rank",
+    "participation_ratio",
     "rank_threshold",
     "stable_rank",
+    "variance_dimension",
 ]
 
 RANK_POLICIES = (
@@ -39,6 +42,20 @@ def _eps(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps
 
 
+def _s1(s: torch.Tensor) -> torch.Tensor:
+    return s[..., 0] if s.shape[-1] else s.new_zeros(s.shape[:-1])
+
+
+def _need_shape(policy: str, shape: tuple[int, int] | None) -> tuple[int, int]:
+    if shape is None:
+        raise ValueError(
+            f"policy {policy!r} needs shape=(m, n) of the matrix (it uses max(m, n)·eps)"
+        )
+    if len(shape) != 2:
+        raise ValueError(f"shape must be the matrix shape (m, n), got {tuple(shape)!r}")
+    return shape
+
+
 def rank_threshold(
     s: torch.Tensor,
     policy: str = "torch",
@@ -48,33 +65,31 @@ def rank_threshold(
     atol: float | None = None,
     eps_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """The threshold t (shape (...,)) such that the rank counts ``s_i > t``.
+    """The threshold t (shape (...,)) such that the rank counts ``s_i > t`` (definitions §1).
 
-    Policies (definitions §1): ``torch``/``numpy`` (rtol = max(m,n)·eps when no atol is
-    given, else atol), ``relative`` (rtol·s1, rtol required), ``absolute`` (atol required),
-    ``galanti`` (1e-3·‖W‖_F), ``mixed_dynamics`` (s1/5), ``accnet`` (max(0.1, 0.1·s1)),
-    ``feng`` (s1·sqrt(n·eps), the rank of JᵀJ), ``weightwatcher`` (s1·max(m,n)·eps).
-    ``dlrt`` is not a threshold policy; use :func:`numerical_rank`.
+    - ``torch`` (default) / ``numpy``: max(atol, rtol·s_1); rtol defaults to max(m, n)·eps when
+      atol is absent or 0, and to 0 when atol > 0. ``numpy`` refuses atol and rtol together.
+    - ``relative``: rtol·s_1 (rtol required). ``absolute``: atol (required).
+    - ``galanti``: rank of W/‖W‖_F at 1e-3, i.e. 1e-3·‖W‖_F (``atol`` overrides the 1e-3).
+    - ``mixed_dynamics``: s_1/5. ``accnet``: max(0.1, 0.1·s_1).
+    - ``feng``: rank of JᵀJ, s_1·sqrt(tol·n·eps) with n = shape[1]; ``rtol`` is the soft-rank
+      factor tol (default 1).
+    - ``weightwatcher``: s_1·max(m, n)·eps.
+
+    eps is that of ``eps_dtype`` (default ``s.dtype``: the dtype the SVD ran in). ``dlrt`` is a
+    tail-energy rule without a single threshold; use :func:`numerical_rank`.
     """
     s = check_spectrum(s)
     if policy not in RANK_POLICIES:
         raise ValueError(f"unknown tolerance policy {policy!r}; expected one of {RANK_POLICIES}")
     eps = _eps(eps_dtype or s.dtype)
-    s1 = s[..., 0] if s.shape[-1] else torch.zeros(s.shape[:-1], dtype=s.dtype, device=s.device)
-
-    def need_shape() -> tuple[int, int]:
-        if shape is None:
-            raise ValueError(f"policy {policy!r} needs shape=(m, n) of the matrix (uses max(m, n)·eps)")
-        return shape
-
+    s1 = _s1(s)
+    if policy == "numpy" and atol is not None and rtol is not None:
+        raise ValueError("policy 'numpy' takes atol (numpy's tol) or rtol, not both")
     if policy in ("torch", "numpy"):
-        if atol is not None and atol > 0 and rtol is None:
-            rt = 0.0
-        elif rtol is not None:
-            rt = rtol
-        else:
-            rt = max(need_shape()) * eps
-        return torch.clamp(s1 * rt, min=atol or 0.0)
+        if rtol is None:
+            rtol = 0.0 if (atol is not None and atol > 0) else max(_need_shape(policy, shape)) * eps
+        return torch.clamp(s1 * rtol, min=atol or 0.0)
     if policy == "relative":
         if rtol is None:
             raise ValueError("policy 'relative' needs rtol= (e.g. 1e-2: count s_i > 1e-2·s_1)")
@@ -84,18 +99,28 @@ def rank_threshold(
             raise ValueError("policy 'absolute' needs atol= (count s_i > atol)")
         return torch.full_like(s1, atol)
     if policy == "galanti":
-        return torch.linalg.vector_norm(s, dim=-1) * (atol if atol is not None else 1e-3)
+        return torch.linalg.vector_norm(s, dim=-1) * (1e-3 if atol is None else atol)
     if policy == "mixed_dynamics":
         return s1 / 5
     if policy == "accnet":
         return torch.clamp(s1 * 0.1, min=0.1)
     if policy == "feng":
-        n = max(need_shape()) if rtol is None else None
-        factor = rtol if rtol is not None else math.sqrt(n * eps)
-        return s1 * factor
+        soft = 1.0 if rtol is None else rtol
+        return s1 * math.sqrt(soft * _need_shape(policy, shape)[1] * eps)
     if policy == "weightwatcher":
-        return s1 * max(need_shape()) * eps
-    raise ValueError("policy 'dlrt' has no single threshold; call numerical_rank(s, 'dlrt', rtol=θ)")
+        return s1 * max(_need_shape(policy, shape)) * eps
+    raise ValueError(
+        "policy 'dlrt' has no single threshold; call numerical_rank(s, 'dlrt', rtol=θ)"
+    )
+
+
+def _dlrt_rank(s: torch.Tensor, theta: float) -> torch.Tensor:
+    sq = s**2
+    tail = torch.flip(torch.cumsum(torch.flip(sq, [-1]), -1), [-1])  # tail[r] = Σ_{j>=r} s_j²
+    total = sq.sum(-1, keepdim=True)
+    r = (tail >= (theta**2) * total).sum(-1)  # smallest r whose dropped tail is < θ‖s‖
+    r = torch.clamp(r, min=min(2, s.shape[-1]))
+    return torch.where(total.squeeze(-1) > 0, r, 0).to(torch.int64)
 
 
 def numerical_rank(
@@ -109,30 +134,61 @@ def numerical_rank(
 ) -> torch.Tensor:
     """Number of singular values strictly above the policy's threshold (int64, shape (...,)).
 
+    See :func:`rank_threshold` for the policies. ``dlrt`` (DLRT-Net) keeps the smallest r whose
+    dropped tail (Σ_{j>r} s_j²)^{1/2} is < θ·‖s‖_2, θ = ``rtol`` (default 0.1), minimum 2;
+    the zero matrix has rank 0 under every policy.
+
     >>> numerical_rank(torch.tensor([1.0, 0.5, 1e-9]), "relative", rtol=1e-3)
     tensor(2)
     """
     s = check_spectrum(s)
     if policy == "dlrt":
-        theta = 0.1 if rtol is None else rtol
-        sq = s**2
-        tail = torch.flip(torch.cumsum(torch.flip(sq, [-1]), -1), [-1])  # tail[r] = Σ_{j>=r} s_j²
-        total = sq.sum(-1, keepdim=True)
-        keep = tail >= (theta**2) * total  # a position stays while the tail from it is not small
-        r = keep.sum(-1)
-        return torch.clamp(r, min=min(2, s.shape[-1])).to(torch.int64)
+        return _dlrt_rank(s, 0.1 if rtol is None else rtol)
     t = rank_threshold(s, policy, shape=shape, rtol=rtol, atol=atol, eps_dtype=eps_dtype)
     return (s > t.unsqueeze(-1)).sum(-1).to(torch.int64)
 
 
-def stable_rank(s: torch.Tensor) -> torch.Tensor:
-    """‖W‖_F² / ‖W‖_2² = Σ s_i² / s_1², in [1, rank]; 0 for the zero matrix (definitions §2)."""
+def drop_small(
+    s: torch.Tensor, zero_tol: float | None = None, shape: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """``s`` with the entries ``s_i <= zero_tol·s_1`` set to 0 (exact zeros stay zero).
+
+    ``zero_tol=None`` is the ``torch`` preset: max(m, n)·eps(s.dtype), with (m, n) = ``shape``
+    or (k, k) for a spectrum of length k.
+    """
     s = check_spectrum(s)
-    if s.shape[-1] == 0:
-        return torch.zeros(s.shape[:-1], dtype=s.dtype, device=s.device)
-    s1 = s[..., 0]
-    num = (s**2).sum(-1)
-    return torch.where(s1 > 0, num / torch.where(s1 > 0, s1**2, 1.0), torch.zeros_like(num))
+    if zero_tol is None:
+        zero_tol = max(shape or (s.shape[-1], 1)) * _eps(s.dtype)
+    if zero_tol < 0:
+        raise ValueError(f"zero_tol must be >= 0, got {zero_tol!r}")
+    keep = s > zero_tol * _s1(s).unsqueeze(-1)
+    return torch.where(keep, s, torch.zeros_like(s))
+
+
+def stable_rank(s: torch.Tensor) -> torch.Tensor:
+    """‖W‖_F² / ‖W‖_2² = Σ s_i² / s_1², in [1, rank]; 0 for the zero matrix (definitions §2).
+
+    >>> stable_rank(torch.tensor([2.0, 2.0, 0.0]))
+    tensor(2.)
+    """
+    s = check_spectrum(s)
+    s1 = _s1(s)
+    safe = torch.where(s1 > 0, s1, 1.0).unsqueeze(-1)
+    return torch.where(s1 > 0, ((s / safe) ** 2).sum(-1), 0.0)
+
+
+def participation_ratio(s: torch.Tensor) -> torch.Tensor:
+    """(Σ s_i²)² / Σ s_i⁴ = (Σλ)²/Σλ² for λ = s², in [1, rank]; 0 for the zero matrix.
+
+    Computed on s/s_1, so float32 inputs neither overflow nor underflow.
+
+    >>> participation_ratio(torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    tensor(3.)
+    """
+    s = check_spectrum(s)
+    s1 = _s1(s)
+    lam = (s / torch.where(s1 > 0, s1, 1.0).unsqueeze(-1)) ** 2
+    return torch.where(s1 > 0, lam.sum(-1) ** 2 / lam.pow(2).sum(-1).clamp_min(1e-300), 0.0)
 
 
 def effective_rank(s: torch.Tensor, *, zero_tol: float = 0.0) -> torch.Tensor:
@@ -143,12 +199,39 @@ def effective_rank(s: torch.Tensor, *, zero_tol: float = 0.0) -> torch.Tensor:
     >>> effective_rank(torch.tensor([1.0, 1.0, 0.0]))
     tensor(2.)
     """
-    s = check_spectrum(s)
-    if s.shape[-1] == 0:
-        return torch.zeros(s.shape[:-1], dtype=s.dtype, device=s.device)
-    keep = s > zero_tol * s[..., :1]
-    s = torch.where(keep, s, torch.zeros_like(s))
+    s = drop_small(s, zero_tol)
     total = s.sum(-1, keepdim=True)
     p = s / torch.where(total > 0, total, torch.ones_like(total))
     ent = -torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), 0.0).sum(-1)
     return torch.where(total.squeeze(-1) > 0, torch.exp(ent), torch.zeros_like(ent))
+
+
+def variance_dimension(
+    s: torch.Tensor, threshold: float = 0.99, *, delve_quirk: bool = False
+) -> torch.Tensor:
+    """Smallest k with Σ_{i≤k} s_i² / Σ_i s_i² ≥ threshold (delve ``idim``, definitions §5).
+
+    ``s`` are singular values of the centred data; the eigenvalues λ_i = s_i²/N of the
+    covariance give the same fractions. ``delve_quirk=True`` reproduces delve: it counts the
+    directions strictly below the threshold and adds one only when that count is 0 or the
+    cumulative fraction stops more than 0.02 short. Int64, shape (...,); 0 for zero input.
+    Saturation is this value divided by the layer width.
+
+    >>> variance_dimension(torch.tensor([3.0, 2.0, 1.0, 0.01]), 0.9)
+    tensor(2)
+    """
+    s = check_spectrum(s)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    sq = s.to(torch.float64) ** 2
+    total = sq.sum(-1, keepdim=True)
+    frac = sq.cumsum(-1) / torch.where(total > 0, total, 1.0)
+    below = (frac < threshold).sum(-1)
+    nonzero = (s > 0).sum(-1)
+    if delve_quirk:
+        last = torch.gather(frac, -1, (below - 1).clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        k = torch.where((below == 0) | (threshold - last > 0.02), below + 1, below)
+    else:
+        k = below + 1
+    k = torch.minimum(k, nonzero)
+    return torch.where(total.squeeze(-1) > 0, k, 0).to(torch.int64)

@@ -19,15 +19,40 @@ __all__ = ["TopK", "singular_values", "topk_singular_values"]
 _BACKENDS = ("auto", "torch", "scipy")
 
 
+def _scipy_svdvals(x: torch.Tensor) -> torch.Tensor:
+    """gesdd via scipy (batched over leading dims), falling back to gesvd if it fails."""
+    import scipy.linalg
+
+    arr = x.detach().cpu().numpy().reshape(-1, *x.shape[-2:])
+    out = np.empty((arr.shape[0], min(arr.shape[-2:])), dtype=arr.real.dtype)
+    for i, a in enumerate(arr):
+        try:
+            out[i] = scipy.linalg.svdvals(a, check_finite=False)
+        except np.linalg.LinAlgError:  # gesdd can fail to converge; gesvd is slower but robust
+            out[i] = scipy.linalg.svd(a, compute_uv=False, lapack_driver="gesvd")
+    return torch.from_numpy(out).reshape(*x.shape[:-2], -1).to(x.device)
+
+
+def _resolve_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        dtype = x.dtype if x.is_floating_point() or x.is_complex() else torch.float64
+    if x.is_complex() and not dtype.is_complex:
+        dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    return dtype
+
+
 def singular_values(
     x: torch.Tensor, *, dtype: torch.dtype | None = torch.float64, backend: str = "auto"
 ) -> torch.Tensor:
     """Singular values of ``x`` (..., m, n), descending, shape (..., min(m, n)).
 
-    ``dtype`` is the precision of the decomposition (float64 by default, see definitions §0);
-    ``None`` keeps the input's floating dtype. ``backend='auto'`` uses scipy's gesdd for
-    unbatched CPU inputs that need no gradient (measured 1.4x faster than torch for square
-    float32 here) and ``torch.linalg.svdvals`` otherwise; the result is a tensor on ``x``'s device.
+    ``dtype`` is the precision of the decomposition (float64 by default, definitions §0);
+    ``None`` keeps the input's floating dtype; complex inputs stay complex (real output).
+    ``backend='auto'`` is ``torch.linalg.svdvals`` (differentiable, any device, batched).
+    Measured here with one thread (square, median of 7): torch/scipy time ratio 0.70-0.95 in
+    float64 and 0.94-1.16 in float32 for n = 64..1024, and equal on (1000, 32, 32) batches, so
+    scipy's gesdd is never clearly faster; ``backend='scipy'`` stays available (CPU, no
+    gradient). If LAPACK's gesdd fails to converge, both fall back to gesvd.
 
     >>> singular_values(torch.diag(torch.tensor([3.0, -4.0])))
     tensor([4., 3.], dtype=torch.float64)
@@ -35,27 +60,20 @@ def singular_values(
     x = check_matrix(x)
     if backend not in _BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {_BACKENDS}")
-    if dtype is None:
-        dtype = x.dtype if x.is_floating_point() or x.is_complex() else torch.float64
-    if x.is_complex() and not dtype.is_complex:
-        dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    x = x.to(dtype)
+    x = x.to(_resolve_dtype(x, dtype))
     k = min(x.shape[-2], x.shape[-1])
     if x.numel() == 0 or k == 0:
         return torch.zeros((*x.shape[:-2], k), dtype=x.real.dtype, device=x.device)
-    use_scipy = backend == "scipy" or (
-        backend == "auto" and x.device.type == "cpu" and x.ndim == 2 and not x.requires_grad
-    )
-    if use_scipy:
-        import scipy.linalg
-
-        arr = x.detach().numpy()
-        try:
-            s = scipy.linalg.svdvals(arr, check_finite=False)
-        except np.linalg.LinAlgError:  # gesdd can fail to converge; gesvd is slower but robust
-            s = scipy.linalg.svd(arr, compute_uv=False, lapack_driver="gesvd", check_finite=False)
-        return torch.from_numpy(np.ascontiguousarray(s)).to(x.real.dtype)
-    return torch.linalg.svdvals(x)
+    if backend == "scipy":
+        if x.requires_grad:
+            raise ValueError("backend='scipy' gives no gradient; use backend='torch'")
+        return _scipy_svdvals(x)
+    try:
+        return torch.linalg.svdvals(x)
+    except torch.linalg.LinAlgError:  # pragma: no cover - rare gesdd failure
+        if x.requires_grad:
+            raise
+        return _scipy_svdvals(x)
 
 
 @dataclass(frozen=True)
@@ -63,13 +81,23 @@ class TopK:
     """Top-k singular values with an a-posteriori error estimate.
 
     ``values``: (..., k) descending. ``residual``: (..., k) norms ‖A v_i − s_i u_i‖ of the
-    Ritz pairs, a bound on each value's absolute error (Weyl/Wedin for the pair).
-    ``rel_error``: max_i residual_i / s_i, a single number to check against a tolerance.
+    Ritz pairs (‖Aᵀu_i − s_i v_i‖ vanishes by construction); some true singular value lies
+    within ``residual_i`` of ``values_i``, and the true error is usually far smaller
+    (quadratic in the residual). ``rel_error``: max_i residual_i / s_i over the whole batch.
     """
 
     values: torch.Tensor
     residual: torch.Tensor
     rel_error: float
+
+
+def _range_basis(x: torch.Tensor, omega: torch.Tensor, n_iter: int) -> torch.Tensor:
+    """Orthonormal basis (..., m, q) of range((A Aᵀ)^n_iter A Ω), QR between every product."""
+    basis, _ = torch.linalg.qr(x @ omega)
+    for _ in range(n_iter):
+        z, _ = torch.linalg.qr((basis.mT @ x).mT)  # AᵀQ as (QᵀA)ᵀ: 1.6x faster than A.mT @ Q
+        basis, _ = torch.linalg.qr(x @ z)
+    return basis
 
 
 def topk_singular_values(
@@ -80,38 +108,39 @@ def topk_singular_values(
     n_iter: int = 4,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
+    range_dtype: torch.dtype | None = None,
 ) -> TopK:
-    """Randomized top-``k`` singular values of a 2-D ``x`` (Halko et al., with power iterations).
+    """Randomized top-``k`` singular values of ``x`` (..., m, n) (Halko et al., power iterations).
 
-    Uses q = k + ``oversample`` probe vectors and ``n_iter`` power iterations with QR
-    re-orthogonalization. Measured here: ``torch.svd_lowrank`` with its default oversampling
-    is 4-12% off, while q = k + 10 and 4 power iterations is accurate to 1e-6 on decaying
-    spectra. Randomness comes only from ``generator``.
+    Uses q = k + ``oversample`` Gaussian probe vectors and ``n_iter`` power iterations with QR
+    re-orthogonalization. ``torch.svd_lowrank`` with its default oversampling was measured
+    4-12% off; q = k + 10 with 4 power iterations reaches 1e-6 on decaying spectra. Randomness
+    comes only from ``generator`` (a CPU generator; Ω is drawn on the CPU and moved).
+    ``dtype=None`` keeps floating inputs' dtype. ``range_dtype`` is the precision of the power
+    iterations only (default: ``dtype``); ``torch.float32`` on a float64 input makes them about
+    1.7x faster, while the Rayleigh-Ritz step and the residuals stay in ``dtype``. It can only
+    resolve directions with s_i above ~1e-7·s_1.
     """
     x = check_matrix(x)
-    if x.ndim != 2:
-        raise ValueError(f"topk_singular_values takes a 2-D matrix, got shape {tuple(x.shape)}")
-    m, n = x.shape
-    if not isinstance(k, int) or k < 1 or k > min(m, n):
-        raise ValueError(f"k must be an int in [1, {min(m, n)}] for shape {(m, n)}, got {k!r}")
-    if dtype is not None:
-        x = x.to(dtype)
-    elif not x.is_floating_point():
-        x = x.to(torch.float64)
-    q = min(k + oversample, min(m, n))
-    omega = torch.randn(n, q, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
-    y = x @ omega
-    basis, _ = torch.linalg.qr(y)
-    for _ in range(n_iter):
-        z, _ = torch.linalg.qr(x.T @ basis)
-        basis, _ = torch.linalg.qr(x @ z)
-    b = basis.T @ x  # (q, n)
-    ub, s, vh = torch.linalg.svd(b, full_matrices=False)
-    u = basis @ ub[:, :k]
-    v = vh[:k].T
-    s = s[:k]
-    residual = torch.linalg.vector_norm(x @ v - u * s, dim=0)
-    residual = torch.maximum(residual, torch.linalg.vector_norm(x.T @ u - v * s, dim=0))
+    m, n = x.shape[-2:]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > min(m, n):
+        raise ValueError(
+            f"k must be an int in [1, {min(m, n)}] for shape {tuple(x.shape)}, got {k!r}"
+        )
+    if n_iter < 0 or oversample < 0:
+        raise ValueError(f"n_iter and oversample must be >= 0, got {n_iter}, {oversample}")
+    x = x.to(_resolve_dtype(x, dtype))
+    q = min(k + oversample, m, n)
+    omega = torch.randn((*x.shape[:-2], n, q), generator=generator, dtype=torch.float64)
+    rd = range_dtype or x.dtype
+    xr = x if rd == x.dtype else x.to(rd)
+    basis = _range_basis(xr, omega.to(x.device, rd), n_iter)  # (..., m, q)
+    if rd != x.dtype:  # re-orthonormalize in the working precision
+        basis, _ = torch.linalg.qr(basis.to(x.dtype))
+    del xr
+    ub, s, vh = torch.linalg.svd(basis.mT @ x, full_matrices=False)  # B = QᵀA, (..., q, n)
+    u, s, v = basis @ ub[..., :k], s[..., :k], vh[..., :k, :].mT
+    residual = torch.linalg.vector_norm(x @ v - u * s.unsqueeze(-2), dim=-2)
     tiny = torch.finfo(s.dtype).tiny
-    rel = float((residual / s.clamp_min(tiny)).max()) if k else 0.0
+    rel = float((residual / s.clamp_min(tiny)).max()) if residual.numel() else 0.0
     return TopK(values=s, residual=residual, rel_error=rel)

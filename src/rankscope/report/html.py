@@ -73,7 +73,9 @@ def _claims_table(claims: Sequence[dict[str, Any]]) -> str:
     rows = []
     for c in claims:
         verdict = c["verdict"]
-        soft = "" if c.get("hard", True) else "<br><span class='soft'>trend, not a hard check</span>"
+        soft = (
+            "" if c.get("hard", True) else "<br><span class='soft'>trend, not a hard check</span>"
+        )
         note = f"<br><span class='soft'>{html.escape(c['note'])}</span>" if c.get("note") else ""
         rows.append(
             "<tr>"
@@ -216,7 +218,9 @@ def write_index(store: Store) -> Path:
         if latest is None:
             continue
         _, claims, run_ids = latest
-        counts = {v: sum(c["verdict"] == v for c in claims) for v in ("pass", "fail", "inconclusive")}
+        counts = {
+            v: sum(c["verdict"] == v for c in claims) for v in ("pass", "fail", "inconclusive")
+        }
         page = store.root / "report" / exp_id / preset / "index.html"
         link = (
             f"<a href='{exp_id}/{preset}/index.html'>{html.escape(exp_id)}</a>"

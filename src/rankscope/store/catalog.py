@@ -226,7 +226,8 @@ class Store:
     def load_run(self, run_id: str, *, tensors: bool = True) -> Result:
         with self._connect() as con:
             row = con.execute(
-                "SELECT seed, config, status, diverged_step, error, summary FROM runs WHERE run_id=?",
+                "SELECT seed, config, status, diverged_step, error, summary "
+                "FROM runs WHERE run_id=?",
                 (run_id,),
             ).fetchone()
             if row is None:

@@ -2,7 +2,15 @@
 
 from rankscope.sweep.executors import InlineExecutor, make_executor
 from rankscope.sweep.grid import expand_grid, parse_grid
-from rankscope.sweep.runner import Job, Outcome, make_jobs, reproduce, reproduce_many, run_experiment, run_jobs
+from rankscope.sweep.runner import (
+    Job,
+    Outcome,
+    make_jobs,
+    reproduce,
+    reproduce_many,
+    run_experiment,
+    run_jobs,
+)
 
 __all__ = [
     "InlineExecutor",

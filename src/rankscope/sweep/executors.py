@@ -30,7 +30,7 @@ class InlineExecutor(Executor):
         fut: Future = Future()
         try:
             fut.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             fut.set_exception(exc)
@@ -90,7 +90,10 @@ def make_executor(
             return _DaskExecutor(client)
         n = dask_workers or workers
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
             host="127.0.0.1",
         )
         client = Client(cluster, set_as_default=False)

@@ -72,8 +72,11 @@ def git_revision() -> str:
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-            timeout=5, check=False,
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -82,7 +85,10 @@ def git_revision() -> str:
         return "unknown"
     dirty = subprocess.run(
         ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, timeout=5, check=False,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
     ).stdout.strip()
     return rev + ("-dirty" if dirty else "")
 
@@ -99,8 +105,9 @@ class Job:
     device: str = "cpu"
 
 
-def make_jobs(exp: Experiment, config: Any, seeds: Sequence[int], preset: str,
-              device: str = "cpu") -> list[Job]:
+def make_jobs(
+    exp: Experiment, config: Any, seeds: Sequence[int], preset: str, device: str = "cpu"
+) -> list[Job]:
     cfg = config_to_dict(config)
     version = code_version(exp)
     jobs = []
@@ -141,8 +148,9 @@ def execute_job(job: Job, progress: Callable[[float], None] | None = None) -> tu
         if not isinstance(result, Result):
             raise TypeError(f"{exp.id}.run returned {type(result).__name__}, expected Result")
     except Diverged as exc:
-        result = Result(status="diverged", diverged_step=exc.step, error=str(exc),
-                        records=ctx.log.freeze())
+        result = Result(
+            status="diverged", diverged_step=exc.step, error=str(exc), records=ctx.log.freeze()
+        )
     except Exception as exc:
         result = Result(status="failed", error="".join(traceback.format_exception(exc))[-4000:])
     wall = time.perf_counter() - t0
@@ -183,8 +191,9 @@ def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
     return list(groups.values()) + singles
 
 
-def run_jobs(jobs: Sequence[Job], store: Store, *, executor: Executor | None = None,
-             on_event: Event = _noop) -> list[str]:
+def run_jobs(
+    jobs: Sequence[Job], store: Store, *, executor: Executor | None = None, on_event: Event = _noop
+) -> list[str]:
     """Compute the jobs not already in ``store`` and save each as it finishes."""
     done = store.finished(j.run_id for j in jobs)
     todo = [j for j in jobs if j.run_id not in done]
@@ -195,12 +204,26 @@ def run_jobs(jobs: Sequence[Job], store: Store, *, executor: Executor | None = N
 
     def save(result: Result, wall: float, job: Job) -> None:
         nonlocal finished
-        store.save_run(result, experiment=job.experiment, preset=job.preset,
-                       provenance=_provenance(job, wall), wall_time=wall)
+        store.save_run(
+            result,
+            experiment=job.experiment,
+            preset=job.preset,
+            provenance=_provenance(job, wall),
+            wall_time=wall,
+        )
         finished += 1
-        on_event("done", {"run_id": job.run_id, "status": result.status, "seed": job.seed,
-                          "finished": finished, "todo": len(todo), "wall": wall,
-                          "error": result.error})
+        on_event(
+            "done",
+            {
+                "run_id": job.run_id,
+                "status": result.status,
+                "seed": job.seed,
+                "finished": finished,
+                "todo": len(todo),
+                "wall": wall,
+                "error": result.error,
+            },
+        )
 
     if inline:
         for group in _groups(todo):
@@ -226,19 +249,37 @@ def run_jobs(jobs: Sequence[Job], store: Store, *, executor: Executor | None = N
             out = fut.result()
         except Exception as exc:  # the worker itself died
             err = f"worker failed: {type(exc).__name__}: {exc}"
-            out = [(Result(status="failed", error=err, run_id=j.run_id, seed=j.seed,
-                           config=dict(j.config)), 0.0) for j in group]
+            out = [
+                (
+                    Result(
+                        status="failed",
+                        error=err,
+                        run_id=j.run_id,
+                        seed=j.seed,
+                        config=dict(j.config),
+                    ),
+                    0.0,
+                )
+                for j in group
+            ]
         pairs = [out] if isinstance(out, tuple) else out
         for (result, wall), job in zip(pairs, group):
             save(result, wall, job)
     return [j.run_id for j in jobs]
 
 
-def run_experiment(exp: Experiment | str, config: Any = None, *, seeds: int | Sequence[int] = 1,
-                   store: Store | None = None, preset: str = "default",
-                   overrides: Sequence[str] | dict[str, Any] = (),
-                   executor: Executor | None = None, device: str = "cpu",
-                   on_event: Event = _noop) -> list[str]:
+def run_experiment(
+    exp: Experiment | str,
+    config: Any = None,
+    *,
+    seeds: int | Sequence[int] = 1,
+    store: Store | None = None,
+    preset: str = "default",
+    overrides: Sequence[str] | dict[str, Any] = (),
+    executor: Executor | None = None,
+    device: str = "cpu",
+    on_event: Event = _noop,
+) -> list[str]:
     """Run ``exp`` at ``config`` (default: the preset) for ``seeds``; returns the run ids."""
     exp = get_experiment(exp) if isinstance(exp, str) else exp
     store = store or Store()
@@ -277,11 +318,17 @@ class Outcome:
         }
 
 
-def reproduce_many(exps: Sequence[Experiment | str], *, preset: str = "default",
-                   store: Store | None = None, seeds: int | Sequence[int] | None = None,
-                   overrides: Sequence[str] | dict[str, Any] = (),
-                   executor: Executor | None = None, device: str = "cpu",
-                   on_event: Event = _noop) -> list[Outcome]:
+def reproduce_many(
+    exps: Sequence[Experiment | str],
+    *,
+    preset: str = "default",
+    store: Store | None = None,
+    seeds: int | Sequence[int] | None = None,
+    overrides: Sequence[str] | dict[str, Any] = (),
+    executor: Executor | None = None,
+    device: str = "cpu",
+    on_event: Event = _noop,
+) -> list[Outcome]:
     """``reproduce`` for several experiments, with all their runs sent to one executor."""
     resolved = [get_experiment(e) if isinstance(e, str) else e for e in exps]
     store = store or Store()
@@ -303,16 +350,33 @@ def reproduce_many(exps: Sequence[Experiment | str], *, preset: str = "default",
         on_event("claims", {"experiment": exp.id})
         verdicts = evaluate_claims(exp, results)
         store.save_verdicts(exp.id, label, [v.as_dict() for v in verdicts], run_ids)
-        outcomes.append(Outcome(exp.id, label, verdicts, run_ids,
-                                statuses={r.run_id: r.status for r in results}))
+        outcomes.append(
+            Outcome(
+                exp.id, label, verdicts, run_ids, statuses={r.run_id: r.status for r in results}
+            )
+        )
     return outcomes
 
 
-def reproduce(exp: Experiment | str, *, preset: str = "default", store: Store | None = None,
-              seeds: int | Sequence[int] | None = None,
-              overrides: Sequence[str] | dict[str, Any] = (),
-              executor: Executor | None = None, device: str = "cpu",
-              on_event: Event = _noop) -> Outcome:
+def reproduce(
+    exp: Experiment | str,
+    *,
+    preset: str = "default",
+    store: Store | None = None,
+    seeds: int | Sequence[int] | None = None,
+    overrides: Sequence[str] | dict[str, Any] = (),
+    executor: Executor | None = None,
+    device: str = "cpu",
+    on_event: Event = _noop,
+) -> Outcome:
     """Run every seed, evaluate every claim on the stored results, store the verdicts."""
-    return reproduce_many([exp], preset=preset, store=store, seeds=seeds, overrides=overrides,
-                          executor=executor, device=device, on_event=on_event)[0]
+    return reproduce_many(
+        [exp],
+        preset=preset,
+        store=store,
+        seeds=seeds,
+        overrides=overrides,
+        executor=executor,
+        device=device,
+        on_event=on_event,
+    )[0]

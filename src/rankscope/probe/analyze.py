@@ -1,0 +1,201 @@
+"""``rankscope.analyze(model, data=None, ...)``: per-layer ranks of any model.
+
+Weights: every ≥2-D tensor of the state_dict, one spectrum each, all metrics from it
+(:mod:`rankscope.probe.weight_metrics`). With ``data`` (and an ``nn.Module`` to run it
+through): forward hooks stream each layer's outputs into float64 sufficient statistics
+(:mod:`rankscope.probe.hooks`), giving representation ranks and, with labels, collapse
+metrics per layer, in memory independent of the dataset size.
+
+>>> import torch
+>>> a = analyze(torch.nn.Linear(4, 3, bias=False))
+>>> [(r["name"], r["kind"], r["rank_torch"]) for r in a.layers]
+[('weight', 'linear', 3)]
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+from torch import nn
+
+from rankscope.probe.analysis import Analysis
+from rankscope.probe.checkpoint import load_checkpoint
+from rankscope.probe.data import iter_batches
+from rankscope.probe.hooks import RepresentationProbe
+from rankscope.probe.weight_metrics import SpectrumSettings, weight_row
+from rankscope.probe.weights import WeightMatrix, weight_matrices
+
+__all__ = ["analyze"]
+
+_REP_COLUMNS = {
+    "features": "rep_features",
+    "samples": "rep_samples",
+    "rep_rank_torch": "rep_rank_torch",
+    "rep_rank_rel1e-2": "rep_rank_rel1e-2",
+    "rep_stable_rank": "rep_stable_rank",
+    "rep_effective_rank": "rep_effective_rank",
+    "nc1": "nc1",
+    "nc1_quotient": "nc1_quotient",
+    "tcv2": "tcv2",
+}
+
+
+def analyze(
+    model: Any,
+    data: Any = None,
+    *,
+    labels: Any = None,
+    max_full_svd: int = 2048,
+    topk: int = 128,
+    gram: bool = True,
+    seed: int = 0,
+    batch_size: int = 256,
+    max_batches: int | None = None,
+    rep_max_dim: int = 4096,
+    conv_mode: str = "channelwise",
+) -> Analysis:
+    """Analyse ``model``: an ``nn.Module``, a state_dict, or a ``.safetensors``/torch file.
+
+    ``data``: a tensor, a data file or an iterable of batches (:mod:`rankscope.probe.data`);
+    needs an ``nn.Module``. ``labels``: (N,) class ids for tensor/file data. Matrices with
+    min(m, n) > ``max_full_svd`` use the randomized top-``topk`` path, seeded by ``seed``;
+    ``gram=False`` takes float64 SVDs where the float64 Gram route would apply
+    (:mod:`rankscope.probe.weight_metrics`).
+    ``rep_max_dim`` bounds the width of a hooked output (its Gram matrix is 8·d² bytes);
+    ``conv_mode`` is how conv outputs become samples ('channelwise' or 'flatten').
+    """
+    if data is not None and not isinstance(model, nn.Module):
+        raise ValueError(
+            "representation metrics need a model that can run: pass an nn.Module with data=; "
+            f"got {type(model).__name__} (weights only)"
+        )
+    settings = SpectrumSettings(max_full_svd=max_full_svd, topk=topk, gram=gram)
+    ckpt = load_checkpoint(model)
+    mats, skipped = weight_matrices(model if isinstance(model, nn.Module) else ckpt.tensors)
+    rows, spectra = _weight_rows(mats, settings, torch.Generator().manual_seed(seed))
+    info = {
+        "source": ckpt.source,
+        "format": ckpt.format,
+        "n_tensors": len(ckpt.tensors),
+        "n_matrices": len(mats),
+        "n_skipped": len(skipped),
+        "n_parameters": sum(t.numel() for t in ckpt.tensors.values()),
+        "dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in ckpt.tensors.values()}),
+    }
+    if ckpt.metadata:
+        info["metadata"] = dict(ckpt.metadata)
+    result = Analysis(
+        layers=rows,
+        skipped=[{"name": s.name, "shape": list(s.shape), "reason": s.reason} for s in skipped],
+        spectra=spectra,
+        model=info,
+        settings={**settings.to_dict(), "seed": seed, **_versions()},
+    )
+    if data is not None:
+        _add_representations(
+            result, model, data, labels, batch_size, max_batches, rep_max_dim, conv_mode
+        )
+    return result
+
+
+def _weight_rows(
+    mats: list[WeightMatrix], settings: SpectrumSettings, generator: torch.Generator
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    rows: list[dict[str, Any]] = []
+    spectra: dict[str, torch.Tensor] = {}
+    by_name: dict[str, dict[str, Any]] = {}
+    for w in mats:
+        if w.same_as is not None and w.same_as in by_name:  # tied weights: one SVD
+            row = {**by_name[w.same_as], "name": w.name, "kind": w.kind}
+            row["note"] = "; ".join(x for x in (w.note, f"same tensor as {w.same_as}") if x)
+            s = spectra[w.same_as]
+        else:
+            row, s = weight_row(w, settings, generator=generator)
+        rows.append(row)
+        spectra[w.name] = s
+        by_name[w.name] = row
+    return rows, spectra
+
+
+def _add_representations(
+    result: Analysis,
+    model: nn.Module,
+    data: Any,
+    labels: Any,
+    batch_size: int,
+    max_batches: int | None,
+    max_dim: int,
+    conv_mode: str,
+) -> None:
+    device, dtype = _device_dtype(model)
+    was_training = model.training
+    model.eval()
+    n_batches = 0
+    try:
+        with RepresentationProbe(model, max_dim=max_dim, conv_mode=conv_mode) as probe:
+            for x, y in iter_batches(data, labels, batch_size=batch_size, max_batches=max_batches):
+                probe.run_batch(_to(x, device, dtype), y)
+                n_batches += 1
+    finally:
+        model.train(was_training)
+    if n_batches == 0:
+        raise ValueError("data gave no batches; expected at least one (x) or (x, y) batch")
+    reps, rep_spectra = probe.results()
+    result.representations = reps
+    result.rep_spectra = rep_spectra
+    result.settings["representations"] = {
+        "centre": True,
+        "conv_mode": conv_mode,
+        "max_dim": max_dim,
+        "batches": n_batches,
+        "rep_rank_torch": "s_i > max(N,d)*eps(float32)*s_1 on the centred outputs",
+        "rep_rank_rel1e-2": "s_i > 1e-2*s_1 on the centred outputs",
+        "nc1": "pinv: tr(Sigma_W Sigma_B^+)/K, global mean = sample mean",
+        "tcv2": "sqrt(tr Sigma_W)",
+    }
+    _merge_representations(result.layers, {r["name"]: r for r in reps}, dict(model.named_modules()))
+
+
+def _merge_representations(
+    rows: list[dict[str, Any]], reps: dict[str, dict[str, Any]], modules: dict[str, nn.Module]
+) -> None:
+    """Give each weight row the output statistics of the module that applies it."""
+    for row in rows:
+        owner, _, _ = row["name"].rpartition(".")
+        owner = owner or "(model)"
+        rep = reps.get(owner)
+        parent, _, leaf = owner.rpartition(".")
+        if isinstance(modules.get(owner), nn.MultiheadAttention):
+            rep = None  # in_proj's outputs (q, k, v) are internal to the attention op
+        elif isinstance(modules.get(parent), nn.MultiheadAttention) and leaf == "out_proj":
+            rep = reps.get(parent)  # out_proj runs inside its parent's forward
+        if rep is None or rep.get("status") != "ok":
+            continue
+        row["rep_module"] = rep["name"]
+        row.update({new: rep[old] for old, new in _REP_COLUMNS.items() if old in rep})
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | None]:
+    for p in model.parameters():
+        return p.device, (p.dtype if p.is_floating_point() else None)
+    return torch.device("cpu"), None
+
+
+def _to(x: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
+    if isinstance(x, tuple):
+        return tuple(_to(v, device, dtype) for v in x)
+    if dtype is not None and x.is_floating_point():
+        return x.to(device=device, dtype=dtype)
+    return x.to(device)
+
+
+def _versions() -> dict[str, str]:
+    import rankscope
+
+    return {
+        "rankscope": rankscope.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
