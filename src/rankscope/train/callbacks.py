@@ -1,0 +1,98 @@
+"""Ready callbacks: write measurements into the run's :class:`~rankscope.records.RecordLog`.
+
+Each works for both loops: on a :class:`~rankscope.train.loop.TrainState` it writes to
+``state.log``; on an :class:`~rankscope.train.ensemble.EnsembleState` it computes the
+quantity for all members at once (batched SVD) and writes member e's values to
+``state.logs[e]`` for every active member, so member e's records equal those of an
+independent run. Layer tags are ``W1…WL`` for DeepLinear/MLP models (see ``named_weights``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from rankscope.metrics import singular_values
+from rankscope.models.linear import end_to_end
+from rankscope.train.ensemble import EnsembleState
+from rankscope.train.loop import named_weights
+
+__all__ = ["LogEndToEndSpectrum", "LogLoss", "LogWeightSpectra", "ensemble_weights"]
+
+
+def ensemble_weights(state: EnsembleState) -> list[tuple[str, torch.Tensor]]:
+    """(tag, detached (E, n_l, n_{l−1})) for the stacked weight matrices of an ensemble."""
+    return [(f"W{i + 1}", w.detach()) for i, w in enumerate(state.model.weights)]
+
+
+class LogLoss:
+    """Logs ``loss`` (objective with penalty) and ``data_loss`` (loss_fn alone) per step."""
+
+    def __init__(self, name: str = "loss", data_name: str = "data_loss") -> None:
+        self.name, self.data_name = name, data_name
+
+    def __call__(self, state) -> None:
+        if isinstance(state, EnsembleState):
+            for e in state.members():
+                state.logs[e].log(self.name, float(state.losses[e]), step=state.step)
+                state.logs[e].log(self.data_name, float(state.data_losses[e]), step=state.step)
+            return
+        state.log.log(self.name, state.loss, step=state.step)
+        state.log.log(self.data_name, state.data_loss, step=state.step)
+
+
+class LogWeightSpectra:
+    """Logs the singular values of every weight matrix (vector ``name``, layer tag ``W{l}``).
+
+    ``layers`` restricts to some tags (e.g. ``("W2", "W3")``). Spectra come from
+    :func:`rankscope.metrics.singular_values` in float64 (definitions §0).
+    """
+
+    def __init__(self, name: str = "sv", layers: Sequence[str] | None = None) -> None:
+        self.name, self.layers = name, None if layers is None else tuple(layers)
+
+    def _keep(self, tag: str) -> bool:
+        return self.layers is None or tag in self.layers
+
+    def __call__(self, state) -> None:
+        if isinstance(state, EnsembleState):
+            members = state.members()
+            for tag, w in ensemble_weights(state):
+                if self._keep(tag) and members:
+                    s = singular_values(w[members])  # (E', k)
+                    for row, e in enumerate(members):
+                        state.logs[e].log_vector(self.name, s[row], step=state.step, layer=tag)
+            return
+        subject = state.model if state.model is not None else state.params
+        for tag, w in named_weights(subject):
+            if self._keep(tag):
+                state.log.log_vector(self.name, singular_values(w), step=state.step, layer=tag)
+
+
+class LogEndToEndSpectrum:
+    """Logs the singular values of the end-to-end product A = W_L⋯W_1 of a deep linear net.
+
+    Works for :class:`~rankscope.models.DeepLinear`, a plain list of factors, and
+    :class:`~rankscope.train.ensemble.DeepLinearEnsemble`. ``layer`` is the tag written
+    (default ``""``).
+    """
+
+    def __init__(self, name: str = "sv_end_to_end", layer: str = "") -> None:
+        self.name, self.layer = name, layer
+
+    def __call__(self, state) -> None:
+        if isinstance(state, EnsembleState):
+            members = state.members()
+            if not members:
+                return
+            with torch.no_grad():
+                a = end_to_end([w[members] for _, w in ensemble_weights(state)])
+            s = singular_values(a)  # (E', k)
+            for row, e in enumerate(members):
+                state.logs[e].log_vector(self.name, s[row], step=state.step, layer=self.layer)
+            return
+        subject = state.model if state.model is not None else state.params
+        with torch.no_grad():
+            a = end_to_end([w for _, w in named_weights(subject)])
+        state.log.log_vector(self.name, singular_values(a), step=state.step, layer=self.layer)
