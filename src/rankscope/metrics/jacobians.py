@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 JACOBIAN_METHODS = ("auto", "rows", "vmap")
-_ROWS_MAX_OUT = 64  # auto: per-output loop up to this d_out
+# auto: per-output loop up to this d_out. Measured here (depth-4 width-256 MLP, 256 inputs, one
+# thread): time(rows)/time(vmap) = 0.85 at d_out 10, ~1.0 at 32 and 64, 1.19 at 128.
+_ROWS_MAX_OUT = 64
 
 
 def _check_inputs(x, chunk_size: int) -> torch.Tensor:
