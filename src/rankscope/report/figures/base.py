@@ -26,10 +26,13 @@ class FigureSpec:
     draw: Callable[[Sequence[Result]], tuple[Any, Any]]
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: float = 3.8, **kw):
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: float = 3.8,
+    squeeze: bool = True, **kw,
+):
     """A Figure with a grid of axes, independent of pyplot (safe in worker processes)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=True, **kw)
+    axes = fig.subplots(nrows, ncols, squeeze=squeeze, **kw)
     return fig, axes

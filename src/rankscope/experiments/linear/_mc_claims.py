@@ -1,0 +1,153 @@
+"""Claims of `mc-not-norms` (papers/linear.md: MC-1 criteria 1-4, MC-2); summary only."""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+from rankscope.experiments.base import Check, Claim, Result, check, inconclusive
+
+__all__ = ["CLAIMS"]
+
+PAPER = "arXiv:2005.06398"
+BOUND_SLACK = 1e-6  # criterion 2
+W11_AT_1E3 = 20.0  # criterion 3
+W11_AT_1E4 = 60.0
+CONTRAST_FACTOR = 2.0  # MC-2
+
+
+def _mc1(result: Result) -> dict | None:
+    run = result.summary.get("mc1")
+    return run if run and run.get("reached") else None
+
+
+def _not_reached(result: Result) -> Check:
+    run = result.summary.get("mc1") or {}
+    return inconclusive(
+        "the flow did not reach the stop loss",
+        final_loss=run.get("final_loss"),
+        final_t=run.get("final_t"),
+    )
+
+
+def _det_positive(result: Result) -> Check:
+    run = _mc1(result)
+    if run is None:
+        return _not_reached(result)
+    return check(
+        run["min_det"] > 0,
+        min_det=run["min_det"],
+        init_det=run["init_det"],
+        solver_steps=run["n_steps"],
+    )
+
+
+def _bound(result: Result) -> Check:
+    run = _mc1(result)
+    if run is None:
+        return _not_reached(result)
+    return check(
+        run["n_bound_violations"] == 0,
+        violations=run["n_bound_violations"],
+        steps_checked=run["n_bound_checked"],
+        min_margin=run["min_bound_margin"],
+        final_w11=run["final_w11"],
+        final_bound=run["final_bound"],
+    )
+
+
+def _w11_large(result: Result) -> Check:
+    run = _mc1(result)
+    if run is None:
+        return _not_reached(result)
+    low = run["min_w11_below_1e-3"]
+    final = run["final_w11"]
+    ok = math.isfinite(low) and low >= W11_AT_1E3 and final >= W11_AT_1E4
+    return check(
+        ok,
+        min_w11_once_loss_le_1e3=low,
+        w11_at_stop=final,
+        stop_loss=run["checkpoints"][-1]["loss"],
+    )
+
+
+def _norms_grow(result: Result) -> Check:
+    run = _mc1(result)
+    if run is None:
+        return _not_reached(result)
+    pts = sorted(run["checkpoints"], key=lambda p: -p["loss"])  # training order
+    if len(pts) < 2 or not all(p["reached"] for p in pts):
+        return inconclusive("a checkpoint loss was not reached", checkpoints=pts)
+    nuc = [p["nuclear"] for p in pts]
+    ratio = [p["s_ratio"] for p in pts]
+    ok = all(b > a for a, b in pairwise(nuc)) and all(b > a for a, b in pairwise(ratio))
+    return check(
+        ok,
+        loss=[p["loss"] for p in pts],
+        nuclear=nuc,
+        s1_over_s2=ratio,
+        w11=[p["w11"] for p in pts],
+    )
+
+
+def _contrast(result: Result) -> Check:
+    run = result.summary.get("mc2")
+    if not run:
+        return inconclusive("the contrast run (contrast=false) was not made")
+    if not run["reached"] or not math.isfinite(run["w11_at_level"]):
+        return inconclusive(
+            "the det < 0 flow did not reach its losses", final_loss=run["final_loss"]
+        )
+    ratio = run["w11_final"] / run["w11_at_level"]
+    return check(
+        ratio < CONTRAST_FACTOR,
+        w11_at_1e4=run["w11_at_level"],
+        w11_at_stop=run["w11_final"],
+        ratio=ratio,
+        stop_loss=run["stop_loss"],
+        final_det=run["final_det"],
+        init_det=run["init_det"],
+    )
+
+
+CLAIMS = (
+    Claim(
+        id="MC-1.1",
+        paper=PAPER,
+        check=_det_positive,
+        statement="From a balanced init with det W(0) > 0, det W(t) > 0 at every step of the "
+        "exact gradient flow (LSODA, rtol 1e-10) down to ℓ = 1e-4.",
+        expected="min det > 0",
+    ),
+    Claim(
+        id="MC-1.2",
+        paper=PAPER,
+        check=_bound,
+        statement="|W_11(t)| ≥ (1 − √(2ℓ))²/√(2ℓ) − 1e-6 at every solver step with ℓ < ½.",
+        expected="0 violations",
+    ),
+    Claim(
+        id="MC-1.3",
+        paper=PAPER,
+        check=_w11_large,
+        statement="The unobserved entry blows up: |W_11| ≥ 20 once ℓ ≤ 1e-3 and ≥ 60 at "
+        "ℓ = 1e-4 (the minimum-norm completion has W_11 = 0).",
+        expected="≥ 20 and ≥ 60 (reference 22.4 and 70.7)",
+    ),
+    Claim(
+        id="MC-1.4",
+        paper=PAPER,
+        check=_norms_grow,
+        statement="At ℓ = 1e-1, 1e-2, 1e-3, 1e-4 the nuclear norm and s_1/s_2 both increase "
+        "as ℓ decreases: norms grow while the solution approaches rank 1.",
+        expected="both strictly increasing (reference ‖W‖_* 2.24, 7.07, 22.46, 70.71)",
+    ),
+    Claim(
+        id="MC-2",
+        paper=PAPER,
+        check=_contrast,
+        statement="Contrast: from det W(0) < 0, solutions with det = −1 are reachable and "
+        "|W_11| at ℓ = 1e-6 is < 2× its value at ℓ = 1e-4.",
+        expected="ratio < 2",
+    ),
+)

@@ -1,0 +1,179 @@
+"""Claims of `saddle-to-saddle` (papers/linear.md, pass criteria 1-4).
+
+Each check reads only ``result.summary`` (``depth_runs``, ``gamma_runs``, ``target``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rankscope.experiments.base import Check, Claim, Result, check, inconclusive
+
+__all__ = ["CLAIMS"]
+
+PAPER = "arXiv:2106.15933"
+SLOPE_TOL = 0.15  # criteria 2 and 3: within 15% of the theory slope
+LAZY_CHANGE = 0.10  # criterion 4: unobserved entries within 10% of A_0's
+ACTIVE_RMSE_RATIO = 0.5  # criterion 4: RMSE below 0.5x the lazy run's
+
+
+def _runs(result: Result, depth: int | None = None) -> list[dict]:
+    runs = result.summary.get("depth_runs", [])
+    return [r for r in runs if depth is None or r["depth"] == depth]
+
+
+def _rank_sequence(result: Result) -> Check:
+    k = len(result.summary["target"])
+    want = list(range(k + 1))
+    usable = [
+        r
+        for r in _runs(result)
+        if r["initial_rank"] == 0 and all(math.isfinite(t) for t in r["half_fit"])
+    ]
+    skipped = [r["tag"] for r in _runs(result) if r not in usable]
+    if not usable:
+        return inconclusive(
+            "no run started at rank 0 and learned every mode", skipped=skipped, expected=want
+        )
+    seqs = {r["tag"]: r["rank_sequence"] for r in usable}
+    bad = {tag: seq for tag, seq in seqs.items() if seq != want}
+    return check(not bad, sequences=seqs, mismatches=bad, runs_checked=len(seqs), skipped=skipped)
+
+
+def _fit_slope(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def _shallow_slopes(result: Result) -> Check:
+    runs = _runs(result, 2)
+    target = result.summary["target"]
+    if len(runs) < 3:
+        return inconclusive("needs depth 2 with >= 3 values of sigma2", n_sigma2=len(runs))
+    measured, theory, ok = [], [], []
+    for i, s in enumerate(target):
+        pts = [(r["sigma2"], r["half_fit"][i]) for r in runs if math.isfinite(r["half_fit"][i])]
+        if len(pts) < 3:
+            return inconclusive(f"mode {i + 1} learned at < 3 values of sigma2", points=len(pts))
+        x = np.log(1.0 / np.array([p[0] for p in pts]))
+        slope = _fit_slope(x, np.array([p[1] for p in pts]))
+        measured.append(slope)
+        theory.append(1.0 / (2 * s))
+        ok.append(abs(slope / theory[-1] - 1) <= SLOPE_TOL)
+    rel = [m / t - 1 for m, t in zip(measured, theory)]
+    return check(all(ok), slope=measured, theory=theory, rel_error=rel, tolerance=SLOPE_TOL)
+
+
+def _deep_slopes(result: Result) -> Check:
+    depths = sorted({r["depth"] for r in _runs(result) if r["depth"] >= 3})
+    if not depths:
+        return inconclusive("no depth >= 3 in the config")
+    measured, ok = {}, []
+    for depth in depths:
+        pts = [(r["sigma2"], r["half_fit"][0]) for r in _runs(result, depth)]
+        pts = [p for p in pts if math.isfinite(p[1]) and p[1] > 0]
+        if len(pts) < 3:
+            return inconclusive(f"depth {depth}: t_1 measured at < 3 values of sigma2")
+        log_sigma = 0.5 * np.log([p[0] for p in pts])
+        slope = _fit_slope(log_sigma, np.log([p[1] for p in pts]))
+        want = -(depth - 2)
+        measured[f"L={depth}"] = {"slope": slope, "theory": want, "rel_error": slope / want - 1}
+        ok.append(abs(slope / want - 1) <= SLOPE_TOL)
+    return check(all(ok), slopes=measured, tolerance=SLOPE_TOL)
+
+
+def _gamma_split(result: Result) -> tuple[list[dict], list[dict]]:
+    runs = result.summary.get("gamma_runs", [])
+    lazy = [r for r in runs if r["gamma"] < 1]
+    active = [r for r in runs if r["gamma"] > 1]
+    if lazy:
+        g = min(r["gamma"] for r in lazy)
+        lazy = [r for r in lazy if r["gamma"] == g]
+    if active:
+        g = max(r["gamma"] for r in active)
+        active = [r for r in active if r["gamma"] == g]
+    return lazy, active
+
+
+def _gamma_lazy(result: Result) -> Check:
+    lazy, _ = _gamma_split(result)
+    d = result.summary.get("gamma_dim", 0)
+    if not lazy:
+        return inconclusive("no completion run with gamma < 1")
+    if not all(r["converged"] for r in lazy):
+        return inconclusive(
+            "a lazy run did not reach the train-loss tolerance",
+            train_loss={r["tag"]: r["train_loss"] for r in lazy},
+        )
+    rank = {r["tag"]: r["final_rank"] for r in lazy}
+    change = {r["tag"]: r["unobserved_change"] for r in lazy}
+    ok = all(rank[t] >= d / 2 and change[t] <= LAZY_CHANGE for t in rank)
+    return check(
+        ok, final_rank=rank, unobserved_change=change, min_rank=d / 2, max_change=LAZY_CHANGE
+    )
+
+
+def _gamma_active(result: Result) -> Check:
+    lazy, active = _gamma_split(result)
+    k = result.summary.get("gamma_target_rank", 0)
+    if not active or not lazy:
+        return inconclusive("needs completion runs with gamma < 1 and gamma > 1")
+    if not all(r["converged"] for r in active + lazy):
+        return inconclusive("a completion run did not reach the train-loss tolerance")
+    lazy_rmse = {r["width"]: r["unobserved_rmse"] for r in lazy}
+    rank = {r["tag"]: r["final_rank"] for r in active}
+    ratio = {
+        r["tag"]: r["unobserved_rmse"] / lazy_rmse[r["width"]]
+        for r in active
+        if r["width"] in lazy_rmse
+    }
+    ok = all(v == k for v in rank.values()) and all(v < ACTIVE_RMSE_RATIO for v in ratio.values())
+    rmse = {r["tag"]: r["unobserved_rmse"] for r in active + lazy}
+    return check(
+        ok, final_rank=rank, target_rank=k, rmse_ratio=ratio, rmse=rmse, max_ratio=ACTIVE_RMSE_RATIO
+    )
+
+
+CLAIMS = (
+    Claim(
+        id="S2S-1",
+        paper=PAPER,
+        statement="From small init (Rank_ε(A_0) = 0) modes are learned one at a time: Rank_ε(A_t), "
+        "ε = 0.05·s_min(A*), takes the values 0, 1, 2, 3 in order and never decreases.",
+        expected="sequence 0,1,2,3 in every run that starts at rank 0",
+        check=_rank_sequence,
+    ),
+    Claim(
+        id="S2S-2",
+        paper=PAPER,
+        statement="Depth 2: the half-fit time t_i grows like ln(1/σ²)/(2s_i); the slope of t_i "
+        "against ln(1/σ²) is within 15% of 1/(2s_i) for every mode.",
+        expected="slopes 1/(2s_i) = 0.05, 0.1, 0.2 (±15%)",
+        check=_shallow_slopes,
+    ),
+    Claim(
+        id="S2S-3",
+        paper=PAPER,
+        statement="Depth L ≥ 3: the first plateau grows like σ^{−(L−2)}; the slope of log t_1 "
+        "against log σ is within 15% of −(L−2).",
+        expected="slope −1 (L = 3), −2 (L = 4), ±15%",
+        check=_deep_slopes,
+    ),
+    Claim(
+        id="S2S-4",
+        paper=PAPER,
+        statement="γ-transition, lazy side (completion, L = 2, 30% observed, σ² = w^{−0.5}): the "
+        "final rank (τ = 1e-2) is ≥ d/2 and the unobserved entries stay within 10% of A_0's.",
+        expected="rank ≥ 10 and ‖ΔA_unobs‖/‖A0_unobs‖ ≤ 0.1 at every width",
+        check=_gamma_lazy,
+    ),
+    Claim(
+        id="S2S-5",
+        paper=PAPER,
+        statement="γ-transition, active side (σ² = w^{−1.5}): the final rank is the target's (2) "
+        "and the unobserved-entry RMSE is < 0.5× that of γ = 0.5 at the same width.",
+        expected="rank 2 and RMSE ratio < 0.5 at every width",
+        check=_gamma_active,
+    ),
+)

@@ -1,0 +1,225 @@
+"""`saddle-to-saddle`: small-init GD on a deep linear net learns one mode at a time.
+
+Jacot, Ged, Şimşek, Hongler, Gabriel, arXiv:2106.15933 (papers/linear.md). GD on
+½‖A − A*‖² with A* = U diag(10, 5, 2.5) Vᵀ (d = 20), width w = 100, entries N(0, σ²). For
+balanced aligned modes ȧ_i = L a_i^{2−2/L}(s_i − a_i), so the half-fit time t_i (first time,
+in steps·η, at which s_i(A_t) > s_i/2) grows like ln(1/σ²)/(2s_i) for L = 2 and like
+σ^{−(L−2)} for L ≥ 3. Half-fit times are interpolated linearly between consecutive steps,
+with the spectrum computed at every step; spectra are logged at log-spaced steps.
+
+The γ-transition (matrix completion, σ² = w^{−γ}) lives in :mod:`._completion`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rankscope.experiments.base import Experiment, Result, RunContext
+from rankscope.experiments.linear import _s2s_claims as claims
+from rankscope.experiments.linear._completion import gamma_transition
+from rankscope.experiments.linear._dln import (
+    gd_step,
+    log_spaced_steps,
+    planted_matrix,
+    prefix_products,
+    scaled_init,
+)
+from rankscope.metrics import numerical_rank, singular_values
+from rankscope.train.errors import Diverged
+
+__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run", "sub_run_tag"]
+
+_L4_GRID = (1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes from papers/linear.md "CPU reproduction"; one σ² grid and one η per depth."""
+
+    dim: int = 20
+    width: int = 100
+    target: tuple[float, ...] = (10.0, 5.0, 2.5)
+    depths: tuple[int, ...] = (2, 3, 4)
+    sigma2: tuple[tuple[float, ...], ...] = (
+        (1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
+        (1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
+        _L4_GRID,
+    )
+    lr: tuple[float, ...] = (0.01, 0.005, 0.005)
+    max_time: float = 400.0  # in steps·η; runs stop earlier once every mode is learned
+    settle: float = 1.3  # keep going until t ≥ settle × the last half-fit time
+    rank_eps: float = 0.05  # Rank_ε with ε = rank_eps · s_min(A*)
+    n_sv_logged: int = 5
+    n_log: int = 160
+    gamma_dim: int = 20
+    gamma_target: tuple[float, ...] = (10.0, 5.0)
+    gamma_observed: float = 0.3
+    gamma_widths: tuple[int, ...] = (50, 200, 800)
+    gammas: tuple[float, ...] = (0.5, 1.5)
+    gamma_depth: int = 2
+    gamma_lr: float = 0.01
+    gamma_max_steps: int = 100_000
+    gamma_tol: float = 1e-10  # stop when ½Σ_obs residual² < gamma_tol
+    gamma_rank_tol: float = 1e-2  # final rank counts s_i > tol · s_1
+
+    def __post_init__(self) -> None:
+        if not (len(self.depths) == len(self.sigma2) == len(self.lr)):
+            raise ValueError(
+                f"depths, sigma2 and lr need one entry per depth; got {len(self.depths)} depths, "
+                f"{len(self.sigma2)} sigma2 grids, {len(self.lr)} learning rates"
+            )
+        if any(d < 2 for d in self.depths):
+            raise ValueError(f"depths must be >= 2, got {self.depths}")
+        if len(self.target) > self.dim or len(self.gamma_target) > self.gamma_dim:
+            raise ValueError("more target singular values than the matrix dimension")
+
+
+PRESETS = {
+    "smoke": Config(
+        width=60,
+        sigma2=((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), (1e-3, 10**-3.5, 1e-4), (1e-2, 10**-2.5, 1e-3)),
+        n_log=60,
+        gamma_widths=(50, 200),
+    ),
+    "default": Config(),
+    "paper": Config(
+        sigma2=(
+            (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
+            (1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
+            (*_L4_GRID, 10**-4.5),
+        ),
+        max_time=1500.0,
+        gamma_widths=(50, 200, 800, 1600),
+    ),
+}
+
+
+def sub_run_tag(depth: int, sigma2: float) -> str:
+    """The records' ``layer`` tag of one (depth, σ²) run, e.g. ``L=3,sigma2=1e-04``."""
+    return f"L={depth},sigma2={sigma2:.0e}"
+
+
+class _ModeTracker:
+    """Per member: interpolated half-fit times and the compressed Rank_ε sequence."""
+
+    def __init__(self, target: np.ndarray, n_members: int, eps: float, lr: float) -> None:
+        self.target, self.eps, self.lr = target, eps, lr
+        self.times = np.full((n_members, target.size), np.nan)
+        self.sequences: list[list[int]] = [[] for _ in range(n_members)]
+        self.prev: np.ndarray | None = None
+
+    def update(self, step: int, s: torch.Tensor) -> np.ndarray:
+        """Feed the spectra (E, d) at ``step``; returns the members whose rank changed."""
+        k = self.target.size
+        cur = s[:, :k].numpy()
+        half = self.target / 2
+        if self.prev is not None:
+            new = np.isnan(self.times) & (cur > half) & (self.prev <= half)
+            frac = (half - self.prev) / np.where(new, cur - self.prev, 1.0)
+            self.times = np.where(new, self.lr * (step - 1 + frac), self.times)
+        self.times = np.where(np.isnan(self.times) & (cur > half) & (step == 0), 0.0, self.times)
+        self.prev = cur
+        ranks = numerical_rank(s, "absolute", atol=self.eps).tolist()
+        changed = np.zeros(len(ranks), dtype=bool)
+        for e, r in enumerate(ranks):
+            if not self.sequences[e] or self.sequences[e][-1] != r:
+                self.sequences[e].append(int(r))
+                changed[e] = True
+        return changed
+
+    def done(self, step: int, settle: float) -> bool:
+        return bool(np.isfinite(self.times).all()) and step * self.lr >= settle * self.times.max()
+
+
+def _train_depth(cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, span) -> list[dict]:
+    """GD for every σ² of depth ``cfg.depths[i]`` as one batched ensemble."""
+    depth, lr, sig2 = cfg.depths[i], float(cfg.lr[i]), tuple(cfg.sigma2[i])
+    dims = [cfg.dim] + [cfg.width] * (depth - 1) + [cfg.dim]
+    ws = scaled_init(dims, [math.sqrt(s) for s in sig2], generator=ctx.child_generator(depth))
+    tgt = np.asarray(cfg.target, dtype=float)
+    tracker = _ModeTracker(tgt, len(sig2), cfg.rank_eps * float(tgt.min()), lr)
+    max_steps = math.ceil(cfg.max_time / lr)
+    log_at = log_spaced_steps(max_steps, cfg.n_log)
+    tags = [sub_run_tag(depth, s) for s in sig2]
+    for step in range(max_steps + 1):
+        pre = prefix_products(ws)
+        resid = pre[-1] - target  # (E, d, d)
+        loss = 0.5 * resid.square().sum((1, 2))  # (E,)
+        if not bool(torch.isfinite(loss).all()):
+            raise Diverged(step, what=f"loss at depth {depth}", value=float(loss.max()))
+        s = singular_values(pre[-1])  # (E, d)
+        changed = tracker.update(step, s)
+        done = tracker.done(step, cfg.settle) or step == max_steps
+        for e in range(len(sig2)):
+            if step in log_at or done:
+                ctx.log.log_vector("sv", s[e, : cfg.n_sv_logged], step=step, layer=tags[e])
+                ctx.log.log("loss", loss[e], step=step, layer=tags[e])
+            if changed[e] or step in log_at or done:
+                ctx.log.log("rank", tracker.sequences[e][-1], step=step, layer=tags[e])
+        if done:
+            break
+        gd_step(ws, resid, lr, prefixes=pre)
+        if step % 500 == 0:
+            ctx.progress(span[0] + (span[1] - span[0]) * step / max_steps)
+    final_s = s[:, : len(tgt)]
+    return [
+        {
+            "depth": depth,
+            "sigma2": float(s2),
+            "lr": lr,
+            "tag": tags[e],
+            "half_fit": [float(t) for t in tracker.times[e]],
+            "rank_sequence": tracker.sequences[e],
+            "initial_rank": tracker.sequences[e][0],
+            "steps": step,
+            "time": step * lr,
+            "final_loss": float(loss[e]),
+            "final_sv": [float(v) for v in final_s[e]],
+        }
+        for e, s2 in enumerate(sig2)
+    ]
+
+
+def run(config: Config, ctx: RunContext) -> Result:
+    target, _, _ = planted_matrix(config.dim, config.target, generator=ctx.generator)
+    runs: list[dict] = []
+    n = len(config.depths)
+    for i in range(n):
+        runs.extend(_train_depth(config, i, target, ctx, (0.8 * i / n, 0.8 * (i + 1) / n)))
+    gamma_runs = gamma_transition(config, ctx)
+    ctx.progress(1.0)
+    summary = {
+        "target": [float(v) for v in config.target],
+        "rank_eps": config.rank_eps * min(config.target),
+        "depth_runs": runs,
+        "gamma_runs": gamma_runs,
+        "gamma_dim": config.gamma_dim,
+        "gamma_target_rank": len(config.gamma_target),
+    }
+    return Result(summary=summary, records=ctx.log.freeze())
+
+
+CLAIMS = claims.CLAIMS
+
+EXPERIMENT = Experiment(
+    id="saddle-to-saddle",
+    title="Saddle-to-saddle dynamics in deep linear networks",
+    papers=("arXiv:2106.15933",),
+    description=(
+        "Gradient descent on a deep linear network A = W_L⋯W_1 (d = 20, width 100) fitting a "
+        "target with singular values 10, 5, 2.5 from initial weights N(0, σ²). From small "
+        "σ² the end-to-end matrix passes near saddles of rank 0, 1, 2, 3, learning one "
+        "singular direction at a time; the plateau before mode i lasts ≈ ln(1/σ²)/(2s_i) for "
+        "depth 2 and grows like σ^{−(L−2)} for depth L ≥ 3 (time is steps·η). A matrix-"
+        "completion run with σ² = w^{−γ} shows the lazy (γ < 1) to active (γ > 1) transition."
+    ),
+    config_cls=Config,
+    presets=PRESETS,
+    run=run,
+    claims=CLAIMS,
+    seeds={"smoke": 1, "default": 3, "paper": 5},
+)

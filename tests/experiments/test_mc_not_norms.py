@@ -1,0 +1,79 @@
+"""`mc-not-norms`: the bound, the loss, the smoke run under exact gradient flow, the claims."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rankscope.experiments.base import VERDICTS, Result, RunContext
+from rankscope.experiments.linear.mc_not_norms import EXPERIMENT, completion_loss, norm_bound
+from rankscope.records import Records
+from rankscope.report.figures.linear import FIGURES
+
+
+def test_completion_loss_matches_numpy():
+    gen = torch.Generator().manual_seed(0)
+    ws = [torch.randn(2, 2, generator=gen, dtype=torch.float64) for _ in range(3)]
+    w = (ws[2] @ ws[1] @ ws[0]).numpy()
+    expected = 0.5 * ((w[0, 1] - 1) ** 2 + (w[1, 0] - 1) ** 2 + w[1, 1] ** 2)
+    assert float(completion_loss(ws)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_bound_holds_for_random_positive_det_matrices():
+    # Independent of the flow: any W with det > 0 and ℓ < ½ obeys |W11| ≥ (1 − √2ℓ)²/√2ℓ.
+    rng = np.random.default_rng(0)
+    w = np.array([[0.0, 1.0], [1.0, 0.0]]) + rng.normal(scale=0.3, size=(200_000, 2, 2))
+    w[:, 0, 0] = rng.normal(scale=30, size=w.shape[0])
+    loss = 0.5 * ((w[:, 0, 1] - 1) ** 2 + (w[:, 1, 0] - 1) ** 2 + w[:, 1, 1] ** 2)
+    keep = (np.linalg.det(w) > 0) & (loss < 0.5)
+    assert keep.sum() > 1000
+    assert (np.abs(w[keep, 0, 0]) >= norm_bound(loss[keep]) - 1e-12).all()
+    assert np.isnan(norm_bound(np.array([0.6]))).all()
+
+
+@pytest.fixture(scope="module")
+def smoke() -> Result:
+    return EXPERIMENT.run(EXPERIMENT.preset("smoke"), RunContext(seed=0))
+
+
+def test_smoke_claims(smoke):
+    json.dumps(smoke.summary)
+    checks = {c.id: c.check(smoke) for c in EXPERIMENT.claims}
+    assert set(checks) == {"MC-1.1", "MC-1.2", "MC-1.3", "MC-1.4", "MC-2"}
+    assert all(c.verdict in VERDICTS for c in checks.values())
+    for cid in ("MC-1.1", "MC-1.2", "MC-1.3", "MC-1.4", "MC-2"):
+        assert checks[cid].verdict == "pass", (cid, checks[cid].measured)
+
+
+def test_smoke_matches_reference_trajectory(smoke):
+    # papers/linear.md: |W11| ≈ 1.85, 6.93, 22.4, 70.7 at ℓ = 1e-1 … 1e-4 (official figure)
+    w11 = [p["w11"] for p in smoke.summary["mc1"]["checkpoints"]]
+    np.testing.assert_allclose(w11, [1.85, 6.93, 22.4, 70.7], rtol=0.02)
+
+
+def test_figures_draw_from_records(smoke):
+    for spec in FIGURES["mc-not-norms"]:
+        fig, _ = spec.draw([smoke])
+        assert fig.axes, spec.name
+
+
+def _doctored(smoke: Result, **changes) -> Result:
+    summary = {**smoke.summary, "mc1": {**smoke.summary["mc1"], **changes}}
+    return Result(summary=summary, records=Records.empty())
+
+
+def test_claims_fail_or_abstain_on_doctored_results(smoke):
+    by_id = {c.id: c for c in EXPERIMENT.claims}
+    assert by_id["MC-1.1"].check(_doctored(smoke, min_det=-0.4)).verdict == "fail"
+    assert by_id["MC-1.2"].check(_doctored(smoke, n_bound_violations=3)).verdict == "fail"
+    assert by_id["MC-1.3"].check(_doctored(smoke, final_w11=43.0)).verdict == "fail"
+    flat = [{**p, "nuclear": 2.0} for p in smoke.summary["mc1"]["checkpoints"]]
+    assert by_id["MC-1.4"].check(_doctored(smoke, checkpoints=flat)).verdict == "fail"
+    for cid in ("MC-1.1", "MC-1.2", "MC-1.3", "MC-1.4"):
+        assert by_id[cid].check(_doctored(smoke, reached=False)).verdict == "inconclusive"
+    grown = {**smoke.summary["mc2"], "w11_final": 3 * smoke.summary["mc2"]["w11_at_level"]}
+    contrast = Result(summary={**smoke.summary, "mc2": grown}, records=Records.empty())
+    assert by_id["MC-2"].check(contrast).verdict == "fail"

@@ -1,0 +1,111 @@
+"""`saddle-to-saddle`: smoke run, claims, figures, and the batched GD pieces it relies on."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import torch
+
+from rankscope.experiments.base import VERDICTS, Result, RunContext
+from rankscope.experiments.linear._dln import factor_gradients, log_spaced_steps
+from rankscope.experiments.linear.saddle_to_saddle import EXPERIMENT, Config, _ModeTracker
+from rankscope.models.linear import end_to_end
+from rankscope.records import Records
+from rankscope.report.figures.linear import FIGURES
+
+
+@pytest.fixture(scope="module")
+def smoke() -> Result:
+    return EXPERIMENT.run(EXPERIMENT.preset("smoke"), RunContext(seed=0))
+
+
+def test_smoke_claims_give_verdicts(smoke):
+    checks = {c.id: c.check(smoke) for c in EXPERIMENT.claims}
+    assert set(checks) == {"S2S-1", "S2S-2", "S2S-3", "S2S-4", "S2S-5"}
+    assert all(c.verdict in VERDICTS for c in checks.values())
+    # Robust at smoke scale: greedy rank sequence and the plateau scaling laws.
+    for cid in ("S2S-1", "S2S-2", "S2S-3"):
+        assert checks[cid].verdict == "pass", (cid, checks[cid].measured)
+    assert checks["S2S-4"].measured["final_rank"]  # the γ runs were measured
+
+
+def test_smoke_summary_is_json_and_half_fit_ordered(smoke):
+    json.dumps(smoke.summary)
+    for run in smoke.summary["depth_runs"]:
+        t = run["half_fit"]
+        assert all(math.isfinite(x) for x in t), run["tag"]
+        assert t[0] < t[1] < t[2], run["tag"]  # modes learned in decreasing order of s_i
+    # a stored spectrum trajectory exists for every sub-run
+    tags = {r["tag"] for r in smoke.summary["depth_runs"]}
+    assert tags <= set(smoke.records.layers("sv"))
+
+
+def test_figures_draw_from_records(smoke):
+    for spec in FIGURES["saddle-to-saddle"]:
+        fig, _ = spec.draw([smoke])
+        assert fig.axes, spec.name
+
+
+def test_factor_gradients_match_autograd():
+    gen = torch.Generator().manual_seed(0)
+    dims = [3, 5, 4, 2]
+    ws = [torch.randn(2, o, i, generator=gen, dtype=torch.float64) for i, o in pairwise(dims)]
+    target = torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)
+    leaves = [w.clone().requires_grad_(True) for w in ws]
+    loss = 0.5 * (end_to_end(leaves) - target).square().sum()
+    expected = torch.autograd.grad(loss, leaves)
+    got = factor_gradients(ws, end_to_end(ws) - target)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+
+
+def test_mode_tracker_interpolates_crossings_and_compresses_ranks():
+    target = np.array([4.0, 2.0])
+    tracker = _ModeTracker(target, n_members=1, eps=0.5, lr=0.1)
+    # s_1 ramps 0, 1, 3 (crosses 2 at step 1.5); s_2 ramps 0, 0, 0.6, 1.4 (crosses 1 at 2.5)
+    spectra = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.6, 0.0], [4.0, 1.4, 0.0]]
+    for step, s in enumerate(spectra):
+        tracker.update(step, torch.tensor([s], dtype=torch.float64))
+    np.testing.assert_allclose(tracker.times[0], [0.1 * 1.5, 0.1 * 2.5])
+    assert tracker.sequences[0] == [0, 1, 2]
+
+
+def test_log_spaced_steps_cover_both_ends():
+    steps = log_spaced_steps(10_000, 50)
+    assert 0 in steps and 10_000 in steps and len(steps) <= 50
+
+
+def test_config_rejects_mismatched_grids():
+    with pytest.raises(ValueError, match="one entry per depth"):
+        dataclasses.replace(Config(), depths=(2, 3))
+
+
+def _fake(runs: list[dict]) -> Result:
+    summary = {"target": [10.0, 5.0, 2.5], "depth_runs": runs, "gamma_runs": []}
+    return Result(summary=summary, records=Records.empty())
+
+
+def test_rank_sequence_claim_fails_on_a_skipped_rank():
+    run = {"tag": "L=2,sigma2=1e-06", "depth": 2, "sigma2": 1e-6, "initial_rank": 0,
+           "half_fit": [0.6, 1.2, 2.2], "rank_sequence": [0, 1, 3]}  # fmt: skip
+    claim = next(c for c in EXPERIMENT.claims if c.id == "S2S-1")
+    assert claim.check(_fake([run])).verdict == "fail"
+    assert claim.check(_fake([{**run, "initial_rank": 5}])).verdict == "inconclusive"
+
+
+def test_shallow_slope_claim_fails_on_wrong_scaling():
+    # t_i = ln(1/σ²)/s_i: twice the theory slope
+    runs = [
+        {"tag": f"L=2,{s2}", "depth": 2, "sigma2": s2,
+         "half_fit": [math.log(1 / s2) / s for s in (10.0, 5.0, 2.5)]}
+        for s2 in (1e-2, 1e-4, 1e-6)
+    ]  # fmt: skip
+    claim = next(c for c in EXPERIMENT.claims if c.id == "S2S-2")
+    check = claim.check(_fake(runs))
+    assert check.verdict == "fail"
+    np.testing.assert_allclose(check.measured["slope"], [0.1, 0.2, 0.4])
