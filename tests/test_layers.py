@@ -9,8 +9,18 @@ import rankscope
 
 ROOT = Path(rankscope.__file__).parent
 # lowest first; a module may import its own layer and any layer listed before it
-ORDER = ["metrics", "probe", "sparsify", "models", "train", "store", "experiments", "sweep",
-         "report", "cli"]
+ORDER = [
+    "metrics",
+    "probe",
+    "sparsify",
+    "models",
+    "train",
+    "store",
+    "experiments",
+    "sweep",
+    "report",
+    "cli",
+]
 LEAVES = {"records", "results", "threads"}  # importable from anywhere
 
 

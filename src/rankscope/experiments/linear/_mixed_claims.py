@@ -1,0 +1,158 @@
+"""Claim checks of ``mixed-dynamics`` (papers/linear.md § mixed-dynamics, pass criteria 1-5).
+
+Each check reads only ``result.summary``: ``grid`` (one dict per (γ_σ², γ_w) point),
+``fast`` (the fast-check point), ``srank_target`` and ``margin``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rankscope.experiments.base import Check, Result, check, inconclusive
+
+__all__ = [
+    "active_beats_lazy",
+    "fast_check",
+    "gd_matches_self_consistent",
+    "stable_rank_by_region",
+    "topk_converges_first",
+]
+
+FAST_POINT = (-1.85, 2.25)
+FAST_D = 100
+
+
+def _key(p: dict) -> str:
+    return f"({p['gamma_sigma2']:.3g}, {p['gamma_w']:.3g})"
+
+
+def _classified(result: Result, *, below_red_only: bool) -> tuple[list[dict], list[dict]]:
+    """(active, lazy) grid points at distance ≥ margin from γσ²+γw = 1 that did not diverge."""
+    margin = float(result.summary["margin"])
+    pts = [
+        p
+        for p in result.summary["grid"]
+        if not p["diverged"]
+        and abs(p["line_distance"]) >= margin
+        and (p["below_red"] or not below_red_only)
+    ]
+    return [p for p in pts if p["region"] == "active"], [p for p in pts if p["region"] == "lazy"]
+
+
+def active_beats_lazy(result: Result) -> Check:
+    """Criterion 1: median min test error (active) < 0.6 × median (lazy), below the red line."""
+    active, lazy = _classified(result, below_red_only=True)
+    counts = {"n_active": len(active), "n_lazy": len(lazy)}
+    if not active or not lazy:
+        return inconclusive(
+            "the grid has no active or no lazy point below the red line beyond the margin", **counts
+        )
+    med_a = float(np.median([p["min_test_error"] for p in active]))
+    med_l = float(np.median([p["min_test_error"] for p in lazy]))
+    return check(
+        med_a < 0.6 * med_l,
+        median_active=round(med_a, 4),
+        median_lazy=round(med_l, 4),
+        ratio=round(med_a / med_l, 4),
+        **counts,
+    )
+
+
+def stable_rank_by_region(result: Result) -> Check:
+    """Criterion 2: srank at the min within ±1 of srank(A*) (active); ≥ srank(A*)+2 (lazy)."""
+    active, lazy = _classified(result, below_red_only=False)
+    target = float(result.summary["srank_target"])
+    counts = {"n_active": len(active), "n_lazy": len(lazy), "srank_target": round(target, 3)}
+    if not active or not lazy:
+        return inconclusive("the grid has no active or no lazy point beyond the margin", **counts)
+    bad_a = {
+        _key(p): round(p["stable_rank_at_min"], 3)
+        for p in active
+        if abs(p["stable_rank_at_min"] - target) > 1
+    }
+    bad_l = {
+        _key(p): round(p["stable_rank_at_min"], 3)
+        for p in lazy
+        if p["stable_rank_at_min"] < target + 2
+    }
+    return check(
+        not bad_a and not bad_l,
+        active_srank_range=[
+            round(min(p["stable_rank_at_min"] for p in active), 3),
+            round(max(p["stable_rank_at_min"] for p in active), 3),
+        ],
+        lazy_srank_min=round(min(p["stable_rank_at_min"] for p in lazy), 3),
+        active_outside=bad_a,
+        lazy_below=bad_l,
+        **counts,
+    )
+
+
+def gd_matches_self_consistent(result: Result) -> Check:
+    """Criterion 3: max_t ‖A_GD − A_SC‖_F/‖A_GD‖_F < 0.1 for γ_w > 1 below the red line."""
+    pts = [p for p in result.summary["grid"] if p["gamma_w"] > 1 and p["below_red"]]
+    if not pts:
+        return inconclusive("no grid point with γ_w > 1 below the red line")
+    diverged = [_key(p) for p in pts if p["diverged"]]
+    ok = [p for p in pts if not p["diverged"]]
+    worst = max(ok, key=lambda p: p["max_gap"]) if ok else None
+    over = {_key(p): round(p["max_gap"], 4) for p in ok if p["max_gap"] >= 0.1}
+    return check(
+        not over and not diverged,
+        n_points=len(pts),
+        max_gap=round(worst["max_gap"], 4) if worst else None,
+        worst_point=_key(worst) if worst else None,
+        worst_iteration=worst["iter_of_max_gap"] if worst else None,
+        n_over_0_1=len(over),
+        over=over,
+        diverged=diverged,
+        max_gap_over_y=round(max(p["max_gap_over_y"] for p in ok), 4) if ok else None,
+    )
+
+
+def topk_converges_first(result: Result) -> Check:
+    """Criterion 4: in active runs, t90(top-K) < 0.5·t90((K+1)-th); grid points and fast point."""
+    active, _ = _classified(result, below_red_only=False)
+    runs = list(active)
+    fast = result.summary.get("fast")
+    margin = float(result.summary["margin"])
+    if fast and fast["region"] == "active" and not fast["diverged"]:
+        if abs(fast["line_distance"]) >= margin:
+            runs.append(fast)
+    if not runs:
+        return inconclusive("no active run beyond the margin")
+    ratios = {_key(p): round(p["t90_topk"] / max(p["t90_next"], 1), 3) for p in runs}
+    failing = {k: v for k, v in ratios.items() if v >= 0.5}
+    return check(
+        not failing,
+        n_runs=len(runs),
+        max_ratio=max(ratios.values()),
+        median_ratio=round(float(np.median(list(ratios.values()))), 3),
+        failing=failing,
+        fast_t90_topk=fast["t90_topk"] if fast else None,
+        fast_t90_next=fast["t90_next"] if fast else None,
+    )
+
+
+def fast_check(result: Result) -> Check:
+    """Criterion 5: (−1.85, 2.25) at d = 100: min test error < 0.35, srank at min in [2.5, 3.7]."""
+    fast = result.summary.get("fast")
+    if not fast:
+        return inconclusive("no fast-check run in the summary")
+    at = (round(fast["gamma_sigma2"], 6), round(fast["gamma_w"], 6))
+    measured = {
+        "d": fast["d"],
+        "point": list(at),
+        "min_test_error": round(fast["min_test_error"], 4),
+        "stable_rank_at_min": round(fast["stable_rank_at_min"], 3),
+        "iter_of_min": fast["iter_of_min"],
+        "srank_target": round(result.summary["fast_target"]["stable_rank"], 3),
+    }
+    if fast["d"] != FAST_D or at != FAST_POINT:
+        return inconclusive(
+            f"the fast check is specified at d = {FAST_D}, point {FAST_POINT}", **measured
+        )
+    if fast["diverged"]:
+        return check(False, note="the fast-check run diverged", **measured)
+    ok = fast["min_test_error"] < 0.35 and 2.5 <= fast["stable_rank_at_min"] <= 3.7
+    return check(ok, **measured)

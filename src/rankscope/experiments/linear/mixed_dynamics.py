@@ -1,0 +1,278 @@
+"""``mixed-dynamics``: lazy, active and mixed training of A = W₂W₁ (arXiv:2405.17580).
+
+Tu, Aranguri and Jacot describe GD on a shallow linear net by one self-consistent equation
+
+    dA/dt = −[(AAᵀ + σ⁴w²I)^{1/2}·∇C(A) + ∇C(A)·(AᵀA + σ⁴w²I)^{1/2}],   ∇C(A) = A − Y,
+
+so a singular direction is lazy (rate 2σ²w) while s ≪ σ²w and active (rate 2s) above it.
+This module runs GD and the discretized equation side by side over a grid of scalings
+σ² = d^{γ_σ²}, w = d^{γ_w} and measures the phase diagram of the paper's Fig. 2 plus the
+fast check of Fig. 1 (papers/linear.md § mixed-dynamics).
+
+**GD without w-sized arrays.** GD on (W₁, W₂) is closed in the d×d matrices A = W₂W₁,
+P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :func:`gram_gd_step`), and at the N(0, σ²) init
+[[P, A], [Aᵀ, Q]]/σ² is Wishart(w, I_{2d}), sampled by Bartlett's decomposition
+(:func:`sample_gram_init`). So every point of the grid costs O(d³) per step whatever w is;
+``gd_impl="factors"`` runs the explicit factors instead (capped at w·d ≤ ``max_wd``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from rankscope.experiments.base import Claim, Experiment, Result, RunContext
+from rankscope.experiments.linear import _mixed_claims as _claims
+from rankscope.experiments.linear._mixed_sim import (
+    Point,
+    SimSettings,
+    early_stop_index,
+    first_crossing,
+    make_problem,
+    simulate,
+)
+from rankscope.train.schedule import log_steps
+
+__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run"]
+
+PAPER = "arXiv:2405.17580"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A grid over (γ_σ², γ_w) at size ``d`` (Fig. 2) and the fast-check point at ``fast_d``
+    (Fig. 1 and the reference table).
+
+    η = 1/(divisor·σ²w) when γ_σ²+γ_w > 1, else 1/(divisor·‖A*‖_op) (the notebooks' rule):
+    ``eta_divisor`` = 50 with ``n_iters`` = 750 on the grid as in Fig. 2, ``fast_eta_divisor``
+    = 5 with ``fast_n_iters`` = 300 at the fast point as in Fig. 1. ``margin``: minimal
+    Euclidean distance to the lazy/active line γ_σ²+γ_w = 1 for a point to count as active or
+    lazy in the claims. ``gd_update``: ``sequential`` is the notebooks' order (W₁ first, then
+    W₂ with the new W₁); ``simultaneous`` is textbook GD. ``gd_impl="factors"`` trains the
+    explicit factors, capped at w·d ≤ ``max_wd``.
+    """
+
+    d: int = 100
+    rank: int = 5
+    gamma_sigma2: tuple[float, ...] = (-2.2, -1.92, -1.64, -1.36, -1.08, -0.8)
+    gamma_w: tuple[float, ...] = (1.75, 1.96, 2.17, 2.38, 2.59, 2.8)
+    n_iters: int = 750
+    eta_divisor: float = 50.0
+    fast_point: tuple[float, float] = (-1.85, 2.25)
+    fast_d: int = 100
+    fast_n_iters: int = 300
+    fast_eta_divisor: float = 5.0
+    gd_impl: Literal["gram", "factors"] = "gram"
+    gd_update: Literal["sequential", "simultaneous"] = "sequential"
+    max_wd: float = 2e7
+    margin: float = 0.15
+    converge_fraction: float = 0.9
+    n_sv_log: int = 12
+    grid_log_points: int = 80
+    max_eta_halvings: int = 3
+    batch_points: int = 36
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+PRESETS = {
+    # 4 grid points (2 active, 1 lazy below the red line, 1 too close to the line), 300
+    # iterations at η/5, plus the real fast check at d = 100: every claim has inputs.
+    "smoke": Config(
+        gamma_sigma2=(-1.85, -1.36), gamma_w=(2.25, 2.59), n_iters=300, eta_divisor=5.0
+    ),
+    "default": Config(),
+    "paper": Config(
+        d=200,
+        gamma_sigma2=tuple(float(x) for x in np.linspace(-2.2, -0.8, 30)),
+        gamma_w=tuple(float(x) for x in np.linspace(1.75, 2.8, 30)),
+    ),
+}
+
+
+def _point_summary(p: Point, traj: dict, k: int, fraction: float) -> dict:
+    """Claim inputs of one point from its trajectories (numpy arrays, index = iteration)."""
+    stop = early_stop_index(traj["train"], traj["test"])
+    i_min = int(np.argmin(traj["test"][: stop + 1]))
+    t90 = first_crossing(traj["sv"][:, : k + 1], fraction)
+    return {
+        **p.as_dict(),
+        "diverged": bool(traj["diverged"]),
+        "eta_used": float(traj["eta"]),
+        "eta_halvings": int(traj["eta_halvings"]),
+        "n_iters": len(traj["test"]) - 1,
+        "stop_iter": int(stop),
+        "iter_of_min": i_min,
+        "min_test_error": float(traj["test"][i_min]),
+        "init_test_error": float(traj["test"][0]),
+        "global_min_test_error": float(np.min(traj["test"])),
+        "final_test_error": float(traj["test"][-1]),
+        "stable_rank_at_min": float(traj["srank"][i_min]),
+        "rank_at_min": int(traj["rank"][i_min]),
+        "max_gap": float(np.max(traj["gap"])),
+        "iter_of_max_gap": int(np.argmax(traj["gap"])),
+        "max_gap_over_y": float(np.max(traj["gap_y"])),
+        "max_gap_to_stop": float(np.max(traj["gap"][: stop + 1])),
+        "t90_topk": int(np.max(t90[:k])),
+        "t90_next": int(t90[k]),
+    }
+
+
+def _log_point(ctx: RunContext, tag: str, traj: dict, n_sv: int, n_log: int) -> None:
+    """Losses and gap at ``n_log`` log-spaced iterations; ``n_sv`` top singular values of GD
+    and SC at every iteration (0 for none)."""
+    steps = log_steps(len(traj["test"]) - 1, n_log)
+    for name in ("train", "test", "sc_test", "gap"):
+        for it in steps:
+            ctx.log.log(name, float(traj[name][it]), step=it, layer=tag)
+    for it in range(traj["sv"].shape[0] if n_sv > 0 else 0):
+        ctx.log.log_vector("sv", traj["sv"][it, :n_sv], step=it, layer=tag)
+        ctx.log.log_vector("sc_sv", traj["sc_sv"][it, :n_sv], step=it, layer=tag)
+
+
+def _validate(cfg: Config) -> None:
+    if not 1 <= cfg.rank < min(cfg.d, cfg.fast_d):
+        raise ValueError(
+            f"rank must be in [1, d), got rank={cfg.rank}, d={cfg.d}, fast_d={cfg.fast_d}"
+        )
+    if not cfg.gamma_sigma2 or not cfg.gamma_w:
+        raise ValueError("gamma_sigma2 and gamma_w must be non-empty tuples of exponents")
+    if min(cfg.n_iters, cfg.fast_n_iters) < 2 or min(cfg.eta_divisor, cfg.fast_eta_divisor) <= 0:
+        raise ValueError(
+            "need n_iters, fast_n_iters >= 2 and eta divisors > 0, got "
+            f"{cfg.n_iters}, {cfg.fast_n_iters}, {cfg.eta_divisor}, {cfg.fast_eta_divisor}"
+        )
+
+
+def _settings(cfg: Config, n_iters: int) -> SimSettings:
+    return SimSettings(
+        n_iters=n_iters,
+        gd_impl=cfg.gd_impl,
+        gd_update=cfg.gd_update,
+        n_keep=max(cfg.rank + 1, cfg.n_sv_log),
+        max_eta_halvings=cfg.max_eta_halvings,
+        batch_points=cfg.batch_points,
+        max_wd=cfg.max_wd,
+    )
+
+
+def run(config: Config, ctx: RunContext) -> Result:
+    """Simulate the grid at ``d`` and the fast point at ``fast_d`` (GD and SC side by side)."""
+    _validate(config)
+    t0 = time.perf_counter()
+    dtype = getattr(torch, config.dtype)
+    out: dict = {
+        "d": config.d,
+        "fast_d": config.fast_d,
+        "rank": config.rank,
+        "margin": config.margin,
+        "gd_update": config.gd_update,
+        "gd_impl": config.gd_impl,
+    }
+    grid = [(a, b) for a in config.gamma_sigma2 for b in config.gamma_w]
+    jobs = [
+        ("grid", config.d, grid, config.n_iters, config.eta_divisor),
+        (
+            "fast",
+            config.fast_d,
+            [tuple(config.fast_point)],
+            config.fast_n_iters,
+            config.fast_eta_divisor,
+        ),
+    ]
+    for j, (kind, d, coords, n_iters, divisor) in enumerate(jobs):
+        problem = make_problem(d, config.rank, generator=ctx.child_generator(d), dtype=dtype)
+        points = [Point.make(gs, gw, d, problem.target_op, divisor) for gs, gw in coords]
+        trajs = simulate(
+            points, problem, _settings(config, n_iters), rng=ctx.rng, generator=ctx.generator
+        )
+        summaries = [
+            _point_summary(p, tr, config.rank, config.converge_fraction)
+            for p, tr in zip(points, trajs)
+        ]
+        for p, tr in zip(points, trajs):
+            tag = f"{kind}:gs={p.gamma_sigma2:.4g},gw={p.gamma_w:.4g}"
+            fast = kind == "fast"
+            _log_point(
+                ctx,
+                tag,
+                tr,
+                config.n_sv_log if fast else 0,
+                n_iters + 1 if fast else config.grid_log_points,
+            )
+        out[kind] = summaries if kind == "grid" else summaries[0]
+        out[f"{kind}_target"] = problem.describe()
+        ctx.progress((j + 1) / len(jobs))
+    out["srank_target"] = out["grid_target"]["stable_rank"]
+    out["wall_time_s"] = time.perf_counter() - t0
+    return Result(summary=out, records=ctx.log.freeze())
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        id="MD-1",
+        paper=PAPER,
+        statement="Active beats lazy: among grid points below the red line and ≥ margin from "
+        "the lazy/active line, the median minimal test error of active points is < 0.6× "
+        "that of lazy points.",
+        expected="median(active) / median(lazy) < 0.6",
+        check=_claims.active_beats_lazy,
+    ),
+    Claim(
+        id="MD-2",
+        paper=PAPER,
+        statement="The stable rank at the minimal test error is within ±1 of srank(A*) in the "
+        "active region and ≥ srank(A*) + 2 in the lazy region (points ≥ margin from the line).",
+        expected="|srank − srank(A*)| ≤ 1 (active); srank ≥ srank(A*) + 2 (lazy)",
+        check=_claims.stable_rank_by_region,
+    ),
+    Claim(
+        id="MD-3",
+        paper=PAPER,
+        statement="GD follows the discretized self-consistent dynamics: the relative gap "
+        "max_t ‖A_GD − A_SC‖_F/‖A_GD‖_F is < 0.1 at every grid point with γ_w > 1 below the "
+        "red line.",
+        expected="max gap < 0.1 at every such point",
+        check=_claims.gd_matches_self_consistent,
+    ),
+    Claim(
+        id="MD-4",
+        paper=PAPER,
+        statement="In active runs the top-K singular values converge faster: their time to "
+        "reach 90% of the final value is < half that of the (K+1)-th.",
+        expected="t90(top-K) < 0.5·t90(K+1) in every active run",
+        check=_claims.topk_converges_first,
+    ),
+    Claim(
+        id="MD-5",
+        paper=PAPER,
+        statement="Fast check: the point (−1.85, 2.25) at d = 100 gives a minimal test error "
+        "< 0.35 and a stable rank at the minimum in [2.5, 3.7].",
+        expected="min test error < 0.35; stable rank in [2.5, 3.7]",
+        check=_claims.fast_check,
+    ),
+)
+
+EXPERIMENT = Experiment(
+    id="mixed-dynamics",
+    title="Mixed dynamics: lazy and active regimes of shallow linear nets",
+    papers=(PAPER,),
+    description=(
+        "A = W₂W₁ with W₁ ∈ R^{w×d}, W₂ ∈ R^{d×w}, N(0, σ²) entries, σ² = d^γσ², w = d^γw, "
+        "fits A* + E (A* of rank K = 5, noise E ~ N(0, 1)) by plain GD with the notebook's "
+        "η rule, side by side with the discretized self-consistent dynamics "
+        "dA/dt = −[(AAᵀ+σ⁴w²I)^{1/2}(A−Y) + (A−Y)(AᵀA+σ⁴w²I)^{1/2}]. Over a grid of "
+        "(γσ², γw) it measures the minimal test error, the stable rank there, the iterations "
+        "to reach it and the GD–SC gap; the active region (γσ²+γw < 1) should reach a small "
+        "error at about the right rank while the lazy region memorizes the noise. GD runs "
+        "exactly on the d×d statistics (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁), so w never enters the cost."
+    ),
+    config_cls=Config,
+    presets=PRESETS,
+    run=run,
+    claims=CLAIMS,
+    seeds={"smoke": 1, "default": 3, "paper": 1},
+)

@@ -1,0 +1,187 @@
+"""sgd-rank-jumps: hysteresis detector, GD/SGD steps against autograd, the claims."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rankscope.experiments.base import VERDICTS, Result, RunContext
+from rankscope.experiments.linear import _sgd_claims as claims
+from rankscope.experiments.linear._sgd_jumps import (
+    Completion,
+    hysteresis_filter,
+    never_increases_after_drop,
+    rank_of,
+    train_schedule,
+)
+from rankscope.experiments.linear.sgd_rank_jumps import EXPERIMENT, Config
+
+F64 = {"dtype": torch.float64}
+
+
+@pytest.fixture(scope="module")
+def smoke_result() -> Result:
+    return EXPERIMENT.run(EXPERIMENT.preset("smoke"), RunContext(seed=0))
+
+
+def test_smoke_runs_and_every_claim_has_a_verdict(smoke_result):
+    s = smoke_result.summary
+    assert {m["kind"] for m in s["members"]} == {"gd", "sgd", "flip"}
+    for claim in EXPERIMENT.claims:
+        c = claim.check(smoke_result)
+        assert c.verdict in VERDICTS, claim.id
+        assert c.measured, f"{claim.id} reports no measured numbers"
+    n_logs = sum(EXPERIMENT.preset("smoke").phase_steps) // 50 + 1
+    assert all(len(m["rank_seq"]["0.01"]) == n_logs for m in s["members"])
+
+
+@pytest.mark.parametrize(
+    ("seq", "want"),
+    [
+        ([5, 5, 4, 5, 4, 4, 4, 4], [5, 5, 5, 5, 5, 5, 4, 4]),  # flicker ignored, then a drop
+        ([3, 3, 2, 2, 2, 3, 3], [3, 3, 3, 3, 2, 2, 2]),  # a 2-log return is not a change
+        ([6, 4, 2, 2, 2, 2], [6, 6, 6, 6, 2, 2]),  # a passing value (4) never persists
+        ([2, 3, 3, 3, 1, 1, 1], [2, 2, 2, 3, 3, 3, 1]),
+        ([], []),
+    ],
+)
+def test_hysteresis_filter(seq, want):
+    assert hysteresis_filter(seq, persist=3) == want
+
+
+def test_hysteresis_with_persist_one_is_the_identity():
+    seq = [4, 3, 5, 5, 2]
+    assert hysteresis_filter(seq, persist=1) == seq
+    with pytest.raises(ValueError, match="persist"):
+        hysteresis_filter(seq, persist=0)
+
+
+@pytest.mark.parametrize(
+    ("seq", "want"),
+    [([5, 5, 3, 3, 4], False), ([5, 6, 5, 3], True), ([2, 2, 2], True), ([4, 3, 2, 2], True)],
+)
+def test_never_increases_after_drop(seq, want):
+    assert never_increases_after_drop(seq) is want
+
+
+def test_rank_of_has_an_absolute_floor():
+    s = torch.tensor([[3.0, 2.0, 1e-3], [1e-150, 5e-151, 0.0]], **F64)
+    assert rank_of(s, 1e-2, 1e-8).tolist() == [2, 0]
+    assert rank_of(s, 1e-4, 1e-8).tolist() == [3, 0]
+
+
+def _autograd_step(ws, target, weight, lam, lr):
+    """One step on c·Σ weight⊙(A − A*)² + λ‖θ‖² by autograd (weight: the loss weights)."""
+    params = [w.clone().requires_grad_(True) for w in ws]
+    a = params[-1]
+    for w in reversed(params[:-1]):
+        a = a @ w
+    loss = (weight * (a - target) ** 2).sum() + lam * sum((w**2).sum() for w in params)
+    grads = torch.autograd.grad(loss, params)
+    return [w - lr * g for w, g in zip(ws, grads)]
+
+
+def test_gd_and_sgd_steps_match_autograd():
+    """Member 0 takes a full-batch GD step, member 1 an SGD step on the entry the generator
+    draws; both against autograd on the corresponding loss (mean normalization)."""
+    g = torch.Generator().manual_seed(0)
+    d, lam, lr = 5, 0.03, 0.2
+    target = torch.randn(d, d, generator=g, **F64)
+    mask = torch.rand(d, d, generator=g) < 0.5
+    prob = Completion(target, mask)
+    ws = [0.5 * torch.randn(d, d, generator=g, **F64) for _ in range(3)]  # W1, W2, W3
+    batch = [torch.stack([w, w]) for w in ws]
+    state = torch.Generator().manual_seed(7)
+    draw_gen = torch.Generator().manual_seed(7)
+    obs = prob.observed
+    k = int(torch.randint(len(obs), (1, 1), generator=draw_gen)[0, 0])
+    i, j = divmod(int(obs[k]), d)
+    train_schedule(
+        batch,
+        prob,
+        sgd=torch.tensor([False, True]),
+        lambdas=[torch.full((2,), lam, **F64)],
+        lrs=[torch.full((2,), lr, **F64)],
+        steps=[1],
+        log_every=1,
+        taus=[1e-2],
+        generator=state,
+    )
+    n_obs = float(mask.sum())
+    gd_ref = _autograd_step(ws, target, mask / n_obs, lam, lr)
+    one = torch.zeros(d, d, **F64)
+    one[i, j] = 1.0
+    sgd_ref = _autograd_step(ws, target, one, lam, lr)
+    for layer in range(3):
+        torch.testing.assert_close(batch[layer][0], gd_ref[layer])
+        torch.testing.assert_close(batch[layer][1], sgd_ref[layer])
+
+
+def test_sum_normalization_drops_one_over_the_number_observed():
+    target = torch.eye(3, **F64)
+    mask = torch.tensor([[True, False, True], [False, True, False], [True, True, False]])
+    a = torch.zeros(1, 3, 3, **F64)
+    mean = Completion(target, mask).train_loss(a)
+    total = Completion(target, mask, "sum").train_loss(a)
+    torch.testing.assert_close(total, mean * mask.sum())
+    with pytest.raises(ValueError, match="loss_norm"):
+        _ = Completion(target, mask, "median").weight
+
+
+def _summary(
+    stage0_rank=5,
+    gd=(5, 5, 5, 5),
+    sgd=(5, 5, 2, 2, 2, 2),
+    flip=(2, 2, 2, 2),
+    flip_start=2,
+    rmse=(0.2, 0.1),
+) -> Result:
+    def member(kind, seq, r):
+        return {
+            "kind": kind,
+            "scale": 1.0,
+            "diverged": False,
+            "lambdas": [1e-2],
+            "lrs": [0.05],
+            "rank_seq": {"0.01": list(seq)},
+            "final_rank": {"0.01": seq[-1]},
+            "final_unobserved_rmse": r,
+            "start": {"ranks": {"0.01": flip_start}},
+        }
+
+    s = {
+        "taus": ["0.01"],
+        "persist": 3,
+        "target_rank": 2,
+        "stage0": {"ranks": {"0.01": stage0_rank}},
+        "members": [
+            member("gd", gd, rmse[0]),
+            member("sgd", sgd, rmse[1]),
+            member("flip", flip, 0.1),
+        ],
+    }
+    s["chosen_scale"] = claims.choose_scale(s)
+    return Result(summary=s)
+
+
+def test_claims_on_synthetic_summaries():
+    ok = _summary()
+    assert [c.check(ok).verdict for c in EXPERIMENT.claims] == ["pass"] * 4
+    back_up = _summary(sgd=(5, 3, 3, 3, 4, 4, 4))
+    assert claims.one_way(back_up).verdict == "fail"
+    assert claims.one_way(_summary(sgd=(5, 5, 5, 5))).verdict == "inconclusive"
+    worse = _summary(rmse=(0.1, 0.2))
+    assert claims.sgd_reaches_target_rank(worse).verdict == "fail"
+    low_start = _summary(stage0_rank=2, gd=(2, 2, 2))
+    assert claims.sgd_reaches_target_rank(low_start).verdict == "inconclusive"
+    assert claims.gd_keeps_rank(low_start).verdict == "inconclusive"
+    gd_drops = _summary(gd=(5, 4, 4, 4))
+    assert gd_drops.summary["chosen_scale"] is None
+    assert claims.gd_keeps_rank(gd_drops).verdict == "fail"
+    assert claims.flip_never_increases(_summary(flip=(2, 3, 3, 3))).verdict == "fail"
+    assert claims.flip_never_increases(_summary(flip_start=1)).verdict == "inconclusive"
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="same non-zero length"):
+        EXPERIMENT.run(Config(phase_lrs=(0.1,)), RunContext(seed=0))
