@@ -282,15 +282,33 @@ def run_experiment(
 ) -> list[str]:
     """Run ``exp`` at ``config`` (default: the preset) for ``seeds``; returns the run ids."""
     exp = get_experiment(exp) if isinstance(exp, str) else exp
-    store = store or Store()
+    jobs = plan_jobs(exp, preset, seeds, overrides, device, config=config)
+    return run_jobs(jobs, store or Store(), executor=executor, on_event=on_event)
+
+
+def preset_label(preset: str, overrides: Sequence[str] | dict[str, Any]) -> str:
+    """Runs with overrides are stored under ``PRESET+`` so they never mix with the preset's."""
+    return f"{preset}+" if overrides else preset
+
+
+def plan_jobs(
+    exp: Experiment,
+    preset: str,
+    seeds: int | Sequence[int] | None,
+    overrides: Sequence[str] | dict[str, Any] = (),
+    device: str = "cpu",
+    *,
+    config: Any = None,
+) -> list[Job]:
+    """Resolve the config (preset, then overrides) and seeds (default: the preset's count)."""
     config = exp.preset(preset) if config is None else config
     if overrides:
         config = apply_overrides(config, overrides)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    n = exp.default_seeds(preset) if seeds is None else seeds
+    seed_list = list(range(n)) if isinstance(n, int) else [int(s) for s in n]
     if not seed_list:
         raise ValueError("seeds must name at least one seed")
-    jobs = make_jobs(exp, config, seed_list, preset if not overrides else f"{preset}+", device)
-    return run_jobs(jobs, store, executor=executor, on_event=on_event)
+    return make_jobs(exp, config, seed_list, preset_label(preset, overrides), device)
 
 
 @dataclass
@@ -332,15 +350,8 @@ def reproduce_many(
     """``reproduce`` for several experiments, with all their runs sent to one executor."""
     resolved = [get_experiment(e) if isinstance(e, str) else e for e in exps]
     store = store or Store()
-    label = preset if not overrides else f"{preset}+"
-    plan: list[tuple[Experiment, list[Job]]] = []
-    for exp in resolved:
-        config = exp.preset(preset)
-        if overrides:
-            config = apply_overrides(config, overrides)
-        n = exp.default_seeds(preset) if seeds is None else seeds
-        seed_list = list(range(n)) if isinstance(n, int) else [int(s) for s in n]
-        plan.append((exp, make_jobs(exp, config, seed_list, label, device)))
+    label = preset_label(preset, overrides)
+    plan = [(exp, plan_jobs(exp, preset, seeds, overrides, device)) for exp in resolved]
     all_jobs = [j for _, jobs in plan for j in jobs]
     run_jobs(all_jobs, store, executor=executor, on_event=on_event)
     outcomes = []
