@@ -1,0 +1,141 @@
+"""Per-layer measurements shared by the collapse family, as JSON-able dicts.
+
+Rank presets (definitions §1): the thresholds named in collapse.md. Collapse statistics of
+representations (definitions §14): NC1 (pinv, svd, quotient), TCV_1, TCV_2, CDNV, with the
+sample global mean. A quantity that has no meaning for the data (class means that coincide,
+a zero matrix) is ``math.nan`` and its reason is written under ``"undefined"``: a network
+collapsed to a constant predictor is measured, never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from rankscope.experiments.collapse.bounds import LayerBound, network_bounds
+from rankscope.experiments.collapse.data import check_labels
+from rankscope.metrics import (
+    cdnv,
+    class_stats,
+    distance_to_rank,
+    nc1,
+    numerical_rank,
+    singular_values,
+    stable_rank,
+    tcv1,
+    tcv2,
+)
+
+__all__ = [
+    "RANK_PRESETS",
+    "collapse_stats",
+    "constant_predictor",
+    "measure_network",
+    "spectrum_ranks",
+]
+
+# name -> (policy, rtol): the thresholds the collapse specs use (definitions §1)
+RANK_PRESETS: dict[str, tuple[str, float | None]] = {
+    "torch": ("torch", None),
+    "rel_1e-1": ("relative", 1e-1),
+    "rel_1e-2": ("relative", 1e-2),
+    "rel_1e-3": ("relative", 1e-3),
+    "galanti": ("galanti", None),
+}
+_TINY = 1e-300
+
+
+def spectrum_ranks(s: torch.Tensor, shape: tuple[int, int], eps_dtype: torch.dtype) -> dict:
+    """Numerical rank of one spectrum under every preset of :data:`RANK_PRESETS`."""
+    return {
+        name: int(numerical_rank(s, pol, shape=shape, rtol=rtol, eps_dtype=eps_dtype))
+        for name, (pol, rtol) in RANK_PRESETS.items()
+    }
+
+
+def collapse_stats(h: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
+    """NC1 (pinv/svd/quotient), TCV_1, TCV_2, CDNV of features h (N, d) with labels y (N,).
+
+    NC1 and CDNV divide by the spread of the class means; when those coincide (a collapsed,
+    constant representation) they are NaN with the reason under ``"undefined"``.
+    """
+    st = class_stats(h, y, num_classes=num_classes)
+    out: dict = {"tcv1": float(tcv1(h, y)), "tcv2": float(tcv2(st)), "undefined": {}}
+    between = float(torch.trace(st.between_covariance("sample")))
+    scale = float(torch.trace(st.within_covariance())) + between
+    if between <= 1e-24 * max(scale, _TINY) or between == 0.0:
+        why = f"class means coincide (tr Σ_B = {between:.3g})"
+        for key in ("nc1_pinv", "nc1_svd", "nc1_quotient", "cdnv"):
+            out[key] = math.nan
+            out["undefined"][key] = why
+        return out
+    for variant in ("pinv", "svd", "quotient"):
+        out[f"nc1_{variant}"] = float(nc1(st, variant=variant))
+    means = st.class_means()
+    gaps = torch.cdist(means, means) + torch.eye(means.shape[0], dtype=means.dtype)
+    if bool((gaps <= 0).any()):
+        out["cdnv"] = math.nan
+        out["undefined"]["cdnv"] = "two class means coincide"
+    else:
+        out["cdnv"] = float(cdnv(st))
+    return out
+
+
+def constant_predictor(logits: torch.Tensor, rtol: float = 1e-8) -> bool:
+    """True when every sample gets (numerically) the same output (N, K)."""
+    spread = float((logits - logits.mean(0)).abs().max())
+    return spread <= rtol * (1.0 + float(logits.abs().max()))
+
+
+def _layer_entry(tag: str, w: torch.Tensor, b: LayerBound, nc: dict, k: int) -> dict:
+    s = singular_values(w.detach())
+    entry = {
+        "layer": tag,
+        "shape": [int(w.shape[0]), int(w.shape[1])],
+        "ranks": spectrum_ranks(s, tuple(w.shape), w.dtype),
+        "stable_rank": float(stable_rank(s)),
+        "rel_tail": float(distance_to_rank(s, k, norm="relative")),
+        **{key: v for key, v in b.as_dict().items()},
+        "nc_prev": nc,
+        "undefined": {},
+    }
+    if b.fro == 0.0:
+        entry["rel_tail"] = math.nan
+        entry["undefined"]["rel_tail"] = "W is the zero matrix"
+    if not math.isfinite(b.relative_residual):
+        entry["undefined"]["relative_residual"] = "W is the zero matrix (s_1 = 0)"
+    # bound tightness is only meaningful near a critical point (collapse.md pitfall)
+    if b.relative_residual < 0.05 and b.bound_op > 0:
+        entry["tightness"] = b.s_k1 / b.bound_op
+    else:
+        entry["tightness"] = math.nan
+        entry["undefined"]["tightness"] = "not near a critical point (‖R‖₂/s_1 >= 0.05)"
+    return entry
+
+
+def measure_network(
+    weights: Sequence[torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lam: float,
+    num_classes: int,
+) -> tuple[list[dict], dict]:
+    """Per-layer dicts (ranks, tail, bound, NC of H_{l−1}) and network-level facts.
+
+    Layer l is paired with the collapse statistics of the embeddings H_{l−1} that feed it
+    (collapse.md usage notes), so ``layers[0]["nc_prev"]`` describes the inputs.
+    """
+    check_labels(x, y, num_classes)
+    ws = [w.detach().to(torch.float64) for w in weights]
+    x = x.to(torch.float64)
+    bounds, h_prev = network_bounds(ws, x, y, lam=lam, num_classes=num_classes)
+    layers = [
+        _layer_entry(f"W{i + 1}", w, b, collapse_stats(h, y, num_classes), num_classes)
+        for i, (w, b, h) in enumerate(zip(ws, bounds, h_prev))
+    ]
+    logits = h_prev[-1] @ ws[-1].T  # (N, K): H_{L−1} feeds the last layer, no bias
+    facts = {"constant_predictor": constant_predictor(logits)}
+    return layers, facts
