@@ -17,9 +17,14 @@ _MODULES: tuple[str, ...] = (
     "rankscope.experiments.linear.saddle_to_saddle",
     "rankscope.experiments.linear.schatten_l2",
     "rankscope.experiments.linear.mc_not_norms",
+    "rankscope.experiments.linear.mixed_dynamics",
+    "rankscope.experiments.linear.sgd_rank_jumps",
     "rankscope.experiments.collapse.neural_rank_collapse",
     "rankscope.experiments.collapse.sgd_weight_decay_rank",
     "rankscope.experiments.collapse.rank_diminishing",
+    "rankscope.experiments.tensor_graph.tensor_factorization",
+    "rankscope.experiments.tensor_graph.htf_locality",
+    "rankscope.experiments.tensor_graph.gnn_walk_index",
 )
 
 _cache: dict[str, Experiment] | None = None

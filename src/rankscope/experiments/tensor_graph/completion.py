@@ -1,0 +1,107 @@
+"""Tensor completion by a factorization model trained with GroupRMSprop (full batch, MSE).
+
+Shared by ``tensor-factorization`` (CP) and ``htf-locality`` (HT). The loop reads top to
+bottom: one full-batch step per iteration, the callback sees the model every ``log_every``
+steps, training stops at ``max_steps`` or once the observed MSE is below ``stop_loss``.
+Several init scales train as one ensemble (``members``), which is exact: members share no
+parameters and GroupRMSprop keeps one second moment per member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rankscope.experiments.base import Diverged
+from rankscope.train.group_rmsprop import GroupRMSprop
+
+__all__ = ["CompletionFit", "fit_completion", "observed_split", "rise_steps"]
+
+
+@dataclass(frozen=True)
+class CompletionFit:
+    steps: int
+    final_loss: float
+    rel_error_unobserved: float
+
+
+def observed_split(numel: int, n_observed: int, generator: torch.Generator):
+    """(observed, unobserved) flat indices: a uniformly random subset of size ``n_observed``."""
+    if not 0 < n_observed < numel:
+        raise ValueError(f"n_observed must be in (0, {numel}), got {n_observed}")
+    perm = torch.randperm(numel, generator=generator)
+    return perm[:n_observed], perm[n_observed:]
+
+
+def fit_completion(
+    model: nn.Module,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    unobserved: torch.Tensor,
+    *,
+    lr: float,
+    max_steps: int,
+    stop_loss: float,
+    log_every: int,
+    on_log: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None],
+) -> list[CompletionFit]:
+    """Fit ``model`` (index tuples -> entries) to ``target`` on ``observed`` flat indices.
+
+    ``model.members`` (None or M) ensemble members train at once, each with its own
+    GroupRMSprop second moment and its own stop: a member freezes (zero gradient) once its loss
+    is below ``stop_loss``. ``on_log(step, losses (M,), errors (M,), live (M,) bool)`` is called
+    at step 0, every ``log_every`` steps and at each member's last step; ``live`` marks the
+    members whose values are current. Raises :class:`Diverged` on a NaN/Inf loss.
+    """
+    shape = target.shape
+    members = getattr(model, "members", None)
+    m = members or 1
+    idx = torch.stack(torch.unravel_index(observed, shape), -1)  # (|Ω|, N)
+    y = target.reshape(-1)[observed]
+    un_idx = torch.stack(torch.unravel_index(unobserved, shape), -1)
+    y_un = target.reshape(-1)[unobserved]
+
+    def unobserved_error() -> torch.Tensor:
+        with torch.no_grad():
+            return (model(un_idx).reshape(m, -1) - y_un).norm(dim=-1) / y_un.norm()
+
+    opt = GroupRMSprop(model.parameters(), lr=lr, members=members)
+    active = torch.ones(m, dtype=torch.bool)
+    fits: list[CompletionFit | None] = [None] * m
+    for step in range(max_steps + 1):
+        opt.zero_grad()
+        losses = ((model(idx).reshape(m, -1) - y) ** 2).mean(-1)  # (M,)
+        values = losses.detach()
+        if not bool(torch.isfinite(values[active]).all()):
+            raise Diverged(step, "loss", float(values[active].sum()))
+        done = active & ((values < stop_loss) | (step == max_steps))
+        if step % log_every == 0 or bool(done.any()):
+            errors = unobserved_error()
+            on_log(step, values, errors, active)
+            for k in torch.nonzero(done).ravel().tolist():
+                fits[k] = CompletionFit(step, float(values[k]), float(errors[k]))
+        active &= ~done
+        if not bool(active.any()):
+            break
+        (losses * active).sum().backward()  # finished members get zero gradients
+        opt.step()
+    return fits  # type: ignore[return-value]
+
+
+def rise_steps(steps: np.ndarray, norms: np.ndarray, top: int) -> list[int]:
+    """First logged step at which each of the ``top`` largest final norms exceeds ½ its final value.
+
+    ``norms``: (n_steps, R) logged at ``steps``; components are ordered by final norm, largest
+    first (tensor_graph.md, "Rise step").
+    """
+    final = norms[-1]
+    order = np.argsort(-final, kind="stable")[:top]
+    out = []
+    for r in order:
+        above = np.flatnonzero(norms[:, r] > 0.5 * final[r])
+        out.append(int(steps[above[0]]) if above.size else -1)
+    return out
