@@ -19,6 +19,8 @@ from rankscope.train.ensemble import (
     train_ensemble,
 )
 from rankscope.train.errors import Diverged
+from rankscope.train.flow import FlowSolution, gradient_flow
+from rankscope.train.group_rmsprop import GroupRMSprop
 from rankscope.train.loop import OPTIMIZERS, TrainResult, TrainState, named_weights, train
 from rankscope.train.losses import cross_entropy, half_sse, mse
 from rankscope.train.schedule import log_steps
@@ -30,6 +32,8 @@ __all__ = [
     "Diverged",
     "EnsembleResult",
     "EnsembleState",
+    "FlowSolution",
+    "GroupRMSprop",
     "LogEndToEndSpectrum",
     "LogLoss",
     "LogWeightSpectra",
@@ -38,6 +42,7 @@ __all__ = [
     "TrainState",
     "cross_entropy",
     "ensemble_speedup",
+    "gradient_flow",
     "half_sse",
     "log_steps",
     "mse",
