@@ -382,11 +382,19 @@ def report_cmd(
         str | None, typer.Option("--preset", help="Which preset's evaluation")
     ] = None,
     store: StoreOpt = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print every claims table as Markdown instead.")
+    ] = False,
 ) -> None:
     """Write the static HTML report from the store."""
     from rankscope.report import write_experiment_report, write_index, write_run_report
 
     st = _store(store)
+    if markdown:
+        from rankscope.report.markdown import claims_markdown
+
+        typer.echo(claims_markdown(st, preset))
+        return
     try:
         if target is None:
             for exp_id, p in st.evaluated():
