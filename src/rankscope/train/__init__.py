@@ -22,7 +22,7 @@ from rankscope.train.errors import Diverged
 from rankscope.train.flow import FlowSolution, gradient_flow
 from rankscope.train.group_rmsprop import GroupRMSprop
 from rankscope.train.loop import OPTIMIZERS, TrainResult, TrainState, named_weights, train
-from rankscope.train.losses import cross_entropy, half_sse, mse
+from rankscope.train.losses import SupervisedLoss, cross_entropy, half_sse, mse
 from rankscope.train.schedule import log_steps
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "LogLoss",
     "LogWeightSpectra",
     "MLPEnsemble",
+    "SupervisedLoss",
     "TrainResult",
     "TrainState",
     "cross_entropy",

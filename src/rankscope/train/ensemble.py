@@ -16,6 +16,15 @@ Minibatches (``optimizer="sgd"``, or ``"adam"`` with ``batch_size``):
 - ``batches="shared"``: one ``generator`` draws one batch (B, ...) for all members, as if
   every independent run used an identically seeded batch generator.
 
+Autograd-free steps: with ``loss_fn`` a :class:`~rankscope.train.losses.SupervisedLoss`
+(``SupervisedLoss("mse")`` or ``("cross_entropy")``, called on ``data=(x, y)``) and a
+:class:`DeepLinearEnsemble` or ReLU :class:`MLPEnsemble` whose parameters all train, the
+gradient is computed by hand with bmm chains (``loss_and_grads``) and no graph is built. The
+steps equal the autograd path's to the bit (tests/train/test_ensemble_closed_form.py). Measured
+here (depth 4, full-batch GD, N = 64): 1.2-1.6x faster per step at width 10, 1.2-1.3x at
+width 50; MLP 64-64-64-64-10, 8 members, SGD batch 32: 1.4x; full-batch Adam on N = 1797:
+no gain (that step is bound by bmm and memory traffic, not by autograd).
+
 A member whose loss turns NaN/Inf is frozen (parameters and optimizer state kept), marked
 ``"diverged"`` with the step, and left out of later callbacks; the others go on. L-BFGS has
 no batched form here: train those members one by one with :func:`rankscope.train.train`.
@@ -201,7 +210,10 @@ def train_ensemble(
         batch = _next_batch(data, samplers)
         for p in params:
             p.grad = None
-        losses, data_losses = objective(batch)
+        if objective.closed_form:
+            losses, data_losses, grads = objective.with_grads(batch)
+        else:
+            losses, data_losses = objective(batch)
         at = step_offset + step
         run.observe(at, losses.detach())
         if step in log_steps_:
@@ -214,7 +226,11 @@ def train_ensemble(
             run.request_stop(at, stop(at, losses.detach()))
         if step == steps or run.n_active == 0:
             break
-        if run.all_active:
+        if objective.closed_form:  # the optimizer masks frozen members' gradients
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step(None if run.all_active else run.active)
+        elif run.all_active:
             losses.sum().backward()
             opt.step(None)
         else:  # frozen members: NaN losses must not reach the sum
@@ -229,9 +245,20 @@ class _Objective:
     def __init__(self, ensemble, loss_fn, l2_vec: torch.Tensor, l2_params: str) -> None:
         params = [p for p in ensemble.parameters() if p.requires_grad]
         self.ensemble, self.loss_fn, self.size = ensemble, loss_fn, ensemble.size
-        self.penalized = [p for p in params if p.ndim >= 3] if l2_params == "weights" else params
+        self._params = params
+        self._penalized_at = [
+            i for i, p in enumerate(params) if l2_params == "all" or p.ndim >= 3
+        ]  # stacked weights are (E, m, n); biases (E, m)
+        self.penalized = [params[i] for i in self._penalized_at]
         self.l2 = l2_vec.to(params[0].dtype).to(params[0].device)
         self.has_l2 = bool(l2_vec.any())
+        # autograd-free steps: a SupervisedLoss on a model that back-propagates it by hand
+        supports = getattr(ensemble, "supports_closed_form", None)
+        self.closed_form = (
+            supports is not None
+            and supports(loss_fn)
+            and len(params) == len(list(ensemble.parameters()))
+        )
 
     def __call__(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         ens = self.ensemble
@@ -244,6 +271,27 @@ class _Objective:
             return data_loss, data_loss
         sq = sum((p * p).flatten(1).sum(dim=1) for p in self.penalized)  # (E,)
         return data_loss + self.l2 * sq, data_loss
+
+    @torch.no_grad()
+    def with_grads(self, batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(J (E,), data loss (E,), ∂(Σ_e J_e)/∂θ per parameter) without autograd.
+
+        The penalty's gradient is added as autograd adds it, d + (l2_e·p + l2_e·p) with the
+        product rounded first (``addcmul_`` fuses it and differs in the last bit), so each
+        member's step equals the autograd step to the bit.
+        """
+        data_loss, grads = self.ensemble.loss_and_grads(self.loss_fn, batch)
+        if data_loss.shape != (self.size,):
+            raise ValueError(
+                f"ensemble loss must have shape ({self.size},), got {tuple(data_loss.shape)}"
+            )
+        if not self.has_l2:
+            return data_loss, data_loss, grads
+        sq = sum((p * p).flatten(1).sum(dim=1) for p in self.penalized)  # (E,)
+        for i in self._penalized_at:
+            p = self._params[i]
+            grads[i].add_(self.l2.view(-1, *([1] * (p.ndim - 1))) * p, alpha=2.0)
+        return data_loss + self.l2 * sq, data_loss, grads
 
 
 class _Run:

@@ -15,6 +15,7 @@ from torch import nn
 
 from rankscope.models.linear import DeepLinear, check_dims, end_to_end, init_deep_linear
 from rankscope.models.mlp import MLP, activation_fn, init_mlp_weights
+from rankscope.train.losses import SupervisedLoss
 
 __all__ = ["DeepLinearEnsemble", "MLPEnsemble", "per_member"]
 
@@ -55,9 +56,36 @@ def _bmm_right(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     expand+bmm 2.1 ms vs one (N, E·n_out) GEMM + transpose 3.7 ms, whose non-contiguous
     output also made the following ReLU ~10× slower.
     """
-    if h.ndim == 2:
-        h = h.expand(w.shape[0], *h.shape)
-    return torch.bmm(h, w.mT)
+    return torch.bmm(_expand(h, w.shape[0]), w.mT)
+
+
+def _expand(h: torch.Tensor, size: int) -> torch.Tensor:
+    """A shared (N, n) input as an (E, N, n) view (no copy); (E, N, n) is returned as is."""
+    return h if h.ndim == 3 else h.expand(size, *h.shape)
+
+
+def _backprop(
+    ws: list[torch.Tensor], hs: list[torch.Tensor], g: torch.Tensor, *, relu: bool, bias: bool
+) -> list[torch.Tensor]:
+    """∂/∂W_ℓ (and ∂/∂b_ℓ) of Σ_e loss_e by hand, given g = ∂/∂(output) (E, N, n_L).
+
+    ``hs[ℓ]`` is layer ℓ+1's input (E, N, n_ℓ) or shared (N, n_ℓ); for ``relu`` it is also
+    the mask of the layer below (h > 0). Per layer: ∂W = gᵀh (one bmm), ∂b = Σ_N g, and
+    g ← (g W) ⊙ 1[h > 0]. Returns [∂W_1 … ∂W_L] (+ [∂b_1 … ∂b_L] with ``bias``), each shaped
+    like its parameter. gᵀh as bmm(g.mT, h) was measured 1.6× faster than autograd's (hᵀg)ᵀ.
+    """
+    depth = len(ws)
+    dw: list[torch.Tensor] = [g] * depth
+    db: list[torch.Tensor] = [g] * depth
+    for l in range(depth - 1, -1, -1):
+        if bias:
+            db[l] = g.sum(dim=1)  # (E, n_ℓ)
+        dw[l] = torch.bmm(g.mT, _expand(hs[l], g.shape[0]))  # (E, n_ℓ, n_{ℓ−1})
+        if l:
+            g = torch.bmm(g, ws[l])  # (E, N, n_{ℓ−1})
+            if relu:  # what autograd runs for ReLU: g·1[h > 0]
+                g = torch.ops.aten.threshold_backward(g, hs[l], 0)
+    return dw + db if bias else dw
 
 
 class DeepLinearEnsemble(nn.Module):
@@ -114,6 +142,24 @@ class DeepLinearEnsemble(nn.Module):
     def member(self, e: int) -> DeepLinear:
         """A standalone copy of member e."""
         return DeepLinear.from_weights([w[e] for w in self.weights])
+
+    def supports_closed_form(self, loss) -> bool:
+        """Whether :meth:`loss_and_grads` applies (any :class:`SupervisedLoss`)."""
+        return isinstance(loss, SupervisedLoss)
+
+    @torch.no_grad()
+    def loss_and_grads(self, loss: SupervisedLoss, batch) -> tuple[torch.Tensor, list]:
+        """(loss_e (E,), ∂(Σ_e loss_e)/∂W_ℓ for ℓ = 1..L) on ``batch = (x, y)``, no autograd.
+
+        The gradient of loss(W_L⋯W_1 x, y) is closed-form: with g = ∂loss/∂out,
+        ∂W_ℓ = (W_{ℓ+1}ᵀ⋯W_Lᵀ g)ᵀ h_{ℓ−1}, computed as one chain of bmm (:func:`_backprop`).
+        """
+        ws = [w.detach() for w in self.weights]
+        hs = [batch[0]]
+        for w in ws[:-1]:
+            hs.append(_bmm_right(hs[-1], w))
+        losses, g = loss.value_and_grad(_bmm_right(hs[-1], ws[-1]), batch[1])
+        return losses, _backprop(ws, hs, g, relu=False, bias=False)
 
 
 class MLPEnsemble(nn.Module):
@@ -185,6 +231,26 @@ class MLPEnsemble(nn.Module):
                 h = self._act(z)
                 hs.append(h)
         return zs[-1], hs, zs
+
+    def supports_closed_form(self, loss) -> bool:
+        """Whether :meth:`loss_and_grads` applies: a :class:`SupervisedLoss` and ReLU."""
+        return isinstance(loss, SupervisedLoss) and self.activation == "relu"
+
+    @torch.no_grad()
+    def loss_and_grads(self, loss: SupervisedLoss, batch) -> tuple[torch.Tensor, list]:
+        """(loss_e (E,), gradients of Σ_e loss_e for weights then biases), no autograd.
+
+        Same forward as :meth:`forward`; the backward is :func:`_backprop` with the ReLU
+        masks taken from the stored activations (ReLU only: :meth:`supports_closed_form`).
+        """
+        if not self.supports_closed_form(loss):
+            raise ValueError(f"no closed-form gradient for {loss!r} with {self.activation!r}")
+        hs = [batch[0]]
+        for l in range(self.depth - 1):
+            hs.append(self._layer(hs[-1], l).relu_())
+        losses, g = loss.value_and_grad(self._layer(hs[-1], self.depth - 1), batch[1])
+        ws = [w.detach() for w in self.weights]
+        return losses, _backprop(ws, hs, g, relu=True, bias=self.biases is not None)
 
     def member(self, e: int) -> MLP:
         """A standalone copy of member e."""
