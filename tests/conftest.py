@@ -9,9 +9,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import torch  # noqa: E402
+import torch
 
-from rankscope.threads import set_threads  # noqa: E402
+from rankscope.threads import set_threads
 
 set_threads(int(os.environ.get("RANKSCOPE_THREADS", "1")))
 torch.use_deterministic_algorithms(False)

@@ -27,8 +27,13 @@ class FigureSpec:
 
 
 def new_figure(
-    nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: float = 3.8,
-    squeeze: bool = True, **kw,
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    width: float = 5.0,
+    height: float = 3.8,
+    squeeze: bool = True,
+    **kw,
 ):
     """A Figure with a grid of axes, independent of pyplot (safe in worker processes)."""
     from matplotlib.figure import Figure
