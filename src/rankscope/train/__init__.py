@@ -10,7 +10,13 @@
 
 from rankscope.train.batch_plan import ensemble_speedup, prefer_ensemble, step_flops
 from rankscope.train.batches import BatchSampler
-from rankscope.train.callbacks import LogEndToEndSpectrum, LogLoss, LogWeightSpectra
+from rankscope.train.callbacks import (
+    LogCollapse,
+    LogEndToEndSpectrum,
+    LogLoss,
+    LogRanks,
+    LogWeightSpectra,
+)
 from rankscope.train.ensemble import (
     DeepLinearEnsemble,
     EnsembleResult,
@@ -34,8 +40,10 @@ __all__ = [
     "EnsembleState",
     "FlowSolution",
     "GroupRMSprop",
+    "LogCollapse",
     "LogEndToEndSpectrum",
     "LogLoss",
+    "LogRanks",
     "LogWeightSpectra",
     "MLPEnsemble",
     "SupervisedLoss",

@@ -13,12 +13,19 @@ from collections.abc import Sequence
 
 import torch
 
-from rankscope.metrics import singular_values
+from rankscope.metrics import nc1, numerical_rank, singular_values, stable_rank, tcv1, tcv2
 from rankscope.models.linear import end_to_end
 from rankscope.train.ensemble import EnsembleState
 from rankscope.train.loop import named_weights
 
-__all__ = ["LogEndToEndSpectrum", "LogLoss", "LogWeightSpectra", "ensemble_weights"]
+__all__ = [
+    "LogCollapse",
+    "LogEndToEndSpectrum",
+    "LogLoss",
+    "LogRanks",
+    "LogWeightSpectra",
+    "ensemble_weights",
+]
 
 
 def ensemble_weights(state: EnsembleState) -> list[tuple[str, torch.Tensor]]:
@@ -96,3 +103,84 @@ class LogEndToEndSpectrum:
         with torch.no_grad():
             a = end_to_end([w for _, w in named_weights(subject)])
         state.log.log_vector(self.name, singular_values(a), step=state.step, layer=self.layer)
+
+
+class LogRanks:
+    """Logs numerical ranks under named policies and the stable rank of every weight matrix.
+
+    Records: ``rank_{policy}`` (e.g. ``rank_galanti``, ``rank_relative``) and
+    ``stable_rank``, layer tag ``W{l}``; one batched SVD per layer for an ensemble.
+    ``policies`` are (name, kwargs) pairs passed to :func:`rankscope.metrics.numerical_rank`
+    (the matrix shape is supplied), e.g. ``(("galanti", {}), ("relative", {"rtol": 1e-2}))``.
+    """
+
+    def __init__(
+        self,
+        policies: Sequence[tuple[str, dict]] = (("galanti", {}), ("relative", {"rtol": 1e-2})),
+        layers: Sequence[str] | None = None,
+    ) -> None:
+        self.policies = tuple((str(p), dict(kw)) for p, kw in policies)
+        self.layers = None if layers is None else tuple(layers)
+
+    def _rows(self, s: torch.Tensor, shape: tuple[int, int]) -> dict[str, torch.Tensor]:
+        out = {f"rank_{p}": numerical_rank(s, p, shape=shape, **kw) for p, kw in self.policies}
+        out["stable_rank"] = stable_rank(s)
+        return out
+
+    def __call__(self, state) -> None:
+        if isinstance(state, EnsembleState):
+            members = state.members()
+            for tag, w in ensemble_weights(state):
+                if members and (self.layers is None or tag in self.layers):
+                    vals = self._rows(singular_values(w[members]), tuple(w.shape[-2:]))
+                    for row, e in enumerate(members):
+                        for name, v in vals.items():
+                            state.logs[e].log(name, v[row], step=state.step, layer=tag)
+            return
+        for tag, w in state.weights():
+            if self.layers is None or tag in self.layers:
+                vals = self._rows(singular_values(w), tuple(w.shape[-2:]))
+                for name, v in vals.items():
+                    state.log.log(name, v, step=state.step, layer=tag)
+
+
+class LogCollapse:
+    """Logs neural-collapse statistics of the hidden activations on a fixed labelled set.
+
+    For a model with ``forward_with_hidden`` (``MLP``, ``MLPEnsemble``), at each logging step
+    it records, for every hidden layer h_l (l = 1 … L−1, layer tag ``h{l}``): ``nc1``
+    (pinv, definitions §14), ``nc1_quotient`` (tr Σ_W / tr Σ_B), ``tcv1`` and ``tcv2``.
+    Always report TCV and the quotient next to ``nc1``: Σ_B^† is unstable near collapse.
+    """
+
+    def __init__(self, x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
+        if x.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"LogCollapse: {x.shape[0]} inputs but {labels.shape[0]} labels; they must match"
+            )
+        self.x, self.labels, self.k = x, labels.long(), int(num_classes)
+
+    def _stats(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = h.detach().to(torch.float64)
+        return {
+            "nc1": nc1(h, self.labels, num_classes=self.k),
+            "nc1_quotient": nc1(h, self.labels, variant="quotient", num_classes=self.k),
+            "tcv1": tcv1(h, self.labels),
+            "tcv2": tcv2(h, self.labels, num_classes=self.k),
+        }
+
+    def __call__(self, state) -> None:
+        model = state.model
+        if model is None or not hasattr(model, "forward_with_hidden"):
+            raise TypeError("LogCollapse needs a model with forward_with_hidden (MLP, MLPEnsemble)")
+        with torch.no_grad():
+            _, hs, _ = model.forward_with_hidden(self.x)
+        if isinstance(state, EnsembleState):
+            for e in state.members():
+                for l, h in enumerate(hs[1:], start=1):
+                    for name, v in self._stats(h[e]).items():
+                        state.logs[e].log(name, v, step=state.step, layer=f"h{l}")
+            return
+        for l, h in enumerate(hs[1:], start=1):
+            for name, v in self._stats(h).items():
+                state.log.log(name, v, step=state.step, layer=f"h{l}")
