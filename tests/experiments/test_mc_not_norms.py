@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -69,11 +71,28 @@ def test_claims_fail_or_abstain_on_doctored_results(smoke):
     by_id = {c.id: c for c in EXPERIMENT.claims}
     assert by_id["MC-1.1"].check(_doctored(smoke, min_det=-0.4)).verdict == "fail"
     assert by_id["MC-1.2"].check(_doctored(smoke, n_bound_violations=3)).verdict == "fail"
-    assert by_id["MC-1.3"].check(_doctored(smoke, final_w11=43.0)).verdict == "fail"
+    low = [
+        {**p, "w11": 43.0} if p["loss"] == 1e-4 else p for p in smoke.summary["mc1"]["checkpoints"]
+    ]
+    assert by_id["MC-1.3"].check(_doctored(smoke, checkpoints=low)).verdict == "fail"
+    # |W_11| is read at ℓ = 1e-4, not at a later stop loss (paper preset stops at 1e-5)
+    later = [p for p in smoke.summary["mc1"]["checkpoints"] if p["loss"] != 1e-4]
+    later.append({**smoke.summary["mc1"]["checkpoints"][-1], "loss": 1e-5, "w11": 223.0})
+    assert by_id["MC-1.3"].check(_doctored(smoke, checkpoints=later)).verdict == "inconclusive"
     flat = [{**p, "nuclear": 2.0} for p in smoke.summary["mc1"]["checkpoints"]]
     assert by_id["MC-1.4"].check(_doctored(smoke, checkpoints=flat)).verdict == "fail"
     for cid in ("MC-1.1", "MC-1.2", "MC-1.3", "MC-1.4"):
         assert by_id[cid].check(_doctored(smoke, reached=False)).verdict == "inconclusive"
-    grown = {**smoke.summary["mc2"], "w11_final": 3 * smoke.summary["mc2"]["w11_at_level"]}
+    assert by_id["MC-2"].check(smoke).verdict == "pass"
+    grown = {**smoke.summary["mc2"], "w11_at_check": 3 * smoke.summary["mc2"]["w11_at_level"]}
     contrast = Result(summary={**smoke.summary, "mc2": grown}, records=Records.empty())
     assert by_id["MC-2"].check(contrast).verdict == "fail"
+
+
+def test_contrast_reads_w11_at_1e6_when_the_flow_runs_further():
+    cfg = dataclasses.replace(EXPERIMENT.preset("smoke"), contrast_stop_loss=1e-7)
+    res = EXPERIMENT.run(cfg, RunContext(seed=0))
+    mc2 = res.summary["mc2"]
+    assert mc2["check_loss"] == 1e-6 and math.isfinite(mc2["w11_at_check"])
+    check = next(c for c in EXPERIMENT.claims if c.id == "MC-2").check(res)
+    assert check.measured["w11_at_1e6"] == mc2["w11_at_check"]

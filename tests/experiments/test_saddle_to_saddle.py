@@ -109,3 +109,53 @@ def test_shallow_slope_claim_fails_on_wrong_scaling():
     check = claim.check(_fake(runs))
     assert check.verdict == "fail"
     np.testing.assert_allclose(check.measured["slope"], [0.1, 0.2, 0.4])
+
+
+def _gamma_run(gamma: float, width: int, rank: int, change: float, rmse: float) -> dict:
+    return {"gamma": gamma, "width": width, "tag": f"gamma={gamma:g},w={width}",
+            "converged": True, "train_loss": 0.0, "final_rank": rank,
+            "unobserved_change": change, "unobserved_rmse": rmse}  # fmt: skip
+
+
+def _gamma_fake(runs: list[dict]) -> Result:
+    summary = {"target": [10.0, 5.0], "depth_runs": [], "gamma_runs": runs,
+               "gamma_dim": 20, "gamma_target_rank": 2}  # fmt: skip
+    return Result(summary=summary, records=Records.empty())
+
+
+def test_gamma_transition_claims_pass_and_fail_on_the_thresholds():
+    lazy, active = (next(c for c in EXPERIMENT.claims if c.id == i) for i in ("S2S-4", "S2S-5"))
+    good = [_gamma_run(0.5, 50, 19, 0.05, 1.0), _gamma_run(1.5, 50, 2, 0.9, 0.3)]
+    assert lazy.check(_gamma_fake(good)).verdict == "pass"
+    assert active.check(_gamma_fake(good)).verdict == "pass"
+    moved = [_gamma_run(0.5, 50, 19, 0.2, 1.0), good[1]]  # lazy entries moved by 20%
+    assert lazy.check(_gamma_fake(moved)).verdict == "fail"
+    low_rank = [_gamma_run(0.5, 50, 9, 0.05, 1.0), good[1]]  # rank < d/2
+    assert lazy.check(_gamma_fake(low_rank)).verdict == "fail"
+    high_rank = [good[0], _gamma_run(1.5, 50, 5, 0.9, 0.3)]
+    assert active.check(_gamma_fake(high_rank)).verdict == "fail"
+    weak = [good[0], _gamma_run(1.5, 50, 2, 0.9, 0.6)]  # RMSE ratio 0.6 >= 0.5
+    assert active.check(_gamma_fake(weak)).verdict == "fail"
+    unpaired = [good[0], _gamma_run(1.5, 200, 2, 0.9, 0.3)]  # no lazy run at w = 200
+    assert active.check(_gamma_fake(unpaired)).verdict == "inconclusive"
+
+
+def test_deep_slope_claim_fails_on_wrong_scaling():
+    # t_1 ∝ σ^{-1} at L = 4 (theory σ^{-2})
+    runs = [{"tag": f"L=4,{s2}", "depth": 4, "sigma2": s2, "half_fit": [s2**-0.5, 1.0, 2.0]}
+            for s2 in (1e-2, 1e-3, 1e-4)]  # fmt: skip
+    claim = next(c for c in EXPERIMENT.claims if c.id == "S2S-3")
+    check = claim.check(_fake(runs))
+    assert check.verdict == "fail"
+    assert check.measured["slopes"]["L=4"]["slope"] == pytest.approx(-1.0)
+
+
+def test_rank_sequence_claim_reads_unfinished_runs_as_prefixes():
+    done = {"tag": "L=2,sigma2=1e-04", "depth": 2, "sigma2": 1e-4, "initial_rank": 0,
+            "half_fit": [0.4, 0.8, 1.5], "rank_sequence": [0, 1, 2, 3]}  # fmt: skip
+    partial = {**done, "tag": "L=4,sigma2=1e-04", "half_fit": [9.0, math.nan, math.nan]}
+    claim = next(c for c in EXPERIMENT.claims if c.id == "S2S-1")
+    assert claim.check(_fake([done, {**partial, "rank_sequence": [0, 1]}])).verdict == "pass"
+    # an unfinished run that skipped a rank is not set aside
+    assert claim.check(_fake([done, {**partial, "rank_sequence": [0, 2]}])).verdict == "fail"
+    assert claim.check(_fake([{**partial, "rank_sequence": [0, 1]}])).verdict == "inconclusive"

@@ -97,3 +97,19 @@ def test_claims_fail_on_doctored_results(smoke):
     escaped = list(projected)
     escaped[2] = smoke.summary["fits"][1]["global_min"][2]
     assert by_id["SL2-5"].check(_with_fit(smoke, projected=escaped)).verdict == "fail"
+
+
+def test_soft_threshold_and_expansion_claims_fail_on_doctored_results(smoke):
+    by_id = {c.id: c for c in EXPERIMENT.claims}
+    fits = [dict(f) for f in smoke.summary["fits"]]
+    depth2 = next(f for f in fits if f["depth"] == 2)
+    depth2["sv"] = [depth2["sv"][0] + 2e-3, *depth2["sv"][1:]]  # off max(y − 2λ, 0) by 2e-3
+    off = Result(summary={**smoke.summary, "fits": fits}, records=Records.empty())
+    assert by_id["SL2-3"].check(off).verdict == "fail"
+    rows = [dict(r) for r in smoke.summary["expansion"]]
+    rows[-1]["residual"] = 2 * rows[-2]["residual"]  # residual grows with L
+    grown = Result(summary={**smoke.summary, "expansion": rows}, records=Records.empty())
+    assert by_id["SL2-6"].check(grown).verdict == "fail"
+    rows = [{**r, "residual": r["residual"] * r["depth"] / 4} for r in smoke.summary["expansion"]]
+    slow = Result(summary={**smoke.summary, "expansion": rows}, records=Records.empty())
+    assert by_id["SL2-6"].check(slow).verdict == "fail"  # falls like L^-1 only

@@ -13,6 +13,8 @@ PAPER = "arXiv:2005.06398"
 BOUND_SLACK = 1e-6  # criterion 2
 W11_AT_1E3 = 20.0  # criterion 3
 W11_AT_1E4 = 60.0
+LEVEL_1E4 = 1e-4  # criterion 3: the loss at which |W_11| >= 60
+CONTRAST_CHECK = 1e-6  # MC-2: |W_11| at ℓ = 1e-6 against its value at ℓ = 1e-4
 CONTRAST_FACTOR = 2.0  # MC-2
 
 
@@ -61,12 +63,18 @@ def _w11_large(result: Result) -> Check:
     if run is None:
         return _not_reached(result)
     low = run["min_w11_below_1e-3"]
-    final = run["final_w11"]
-    ok = math.isfinite(low) and low >= W11_AT_1E3 and final >= W11_AT_1E4
+    at = [p for p in run["checkpoints"] if math.isclose(p["loss"], LEVEL_1E4) and p["reached"]]
+    if not at:  # criterion 3 reads |W_11| at ℓ = 1e-4 itself, not at a later stop loss
+        return inconclusive(
+            "the flow has no checkpoint at ℓ = 1e-4",
+            checkpoints=[p["loss"] for p in run["checkpoints"]],
+        )
+    w11 = at[0]["w11"]
+    ok = math.isfinite(low) and low >= W11_AT_1E3 and w11 >= W11_AT_1E4
     return check(
         ok,
         min_w11_once_loss_le_1e3=low,
-        w11_at_stop=final,
+        w11_at_1e4=w11,
         stop_loss=run["checkpoints"][-1]["loss"],
     )
 
@@ -94,15 +102,27 @@ def _contrast(result: Result) -> Check:
     run = result.summary.get("mc2")
     if not run:
         return inconclusive("the contrast run (contrast=false) was not made")
-    if not run["reached"] or not math.isfinite(run["w11_at_level"]):
+    at_check = run.get("w11_at_check")
+    if at_check is None and math.isclose(run["stop_loss"], CONTRAST_CHECK):
+        at_check = run["w11_final"]  # results stored before w11_at_check existed
+    levels_ok = math.isclose(run.get("check_loss", CONTRAST_CHECK), CONTRAST_CHECK) and (
+        math.isclose(run["level"], LEVEL_1E4)
+    )
+    if not levels_ok:
+        return inconclusive(
+            "MC-2 compares ℓ = 1e-6 with ℓ = 1e-4; the run used other losses",
+            check_loss=run.get("check_loss"),
+            level=run["level"],
+        )
+    if at_check is None or not math.isfinite(at_check) or not math.isfinite(run["w11_at_level"]):
         return inconclusive(
             "the det < 0 flow did not reach its losses", final_loss=run["final_loss"]
         )
-    ratio = run["w11_final"] / run["w11_at_level"]
+    ratio = at_check / run["w11_at_level"]
     return check(
         ratio < CONTRAST_FACTOR,
         w11_at_1e4=run["w11_at_level"],
-        w11_at_stop=run["w11_final"],
+        w11_at_1e6=at_check,
         ratio=ratio,
         stop_loss=run["stop_loss"],
         final_det=run["final_det"],

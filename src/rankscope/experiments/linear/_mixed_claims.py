@@ -26,9 +26,12 @@ def _key(p: dict) -> str:
     return f"({p['gamma_sigma2']:.3g}, {p['gamma_w']:.3g})"
 
 
-def _classified(result: Result, *, below_red_only: bool) -> tuple[list[dict], list[dict]]:
-    """(active, lazy) grid points at distance ≥ margin from γσ²+γw = 1 that did not diverge."""
-    margin = float(result.summary["margin"])
+def _classified(
+    result: Result, *, below_red_only: bool, use_margin: bool = True
+) -> tuple[list[dict], list[dict]]:
+    """(active, lazy) grid points that did not diverge; with ``use_margin`` only those at
+    distance ≥ margin from γσ²+γw = 1 (criterion 1 names the margin; 2 and 4 do not)."""
+    margin = float(result.summary["margin"]) if use_margin else 0.0
     pts = [
         p
         for p in result.summary["grid"]
@@ -59,12 +62,18 @@ def active_beats_lazy(result: Result) -> Check:
 
 
 def stable_rank_by_region(result: Result) -> Check:
-    """Criterion 2: srank at the min within ±1 of srank(A*) (active); ≥ srank(A*)+2 (lazy)."""
-    active, lazy = _classified(result, below_red_only=False)
+    """Criterion 2: srank at the min within ±1 of srank(A*) (active); ≥ srank(A*)+2 (lazy),
+    over every grid point that did not diverge (no margin: the criterion names none)."""
+    active, lazy = _classified(result, below_red_only=False, use_margin=False)
     target = float(result.summary["srank_target"])
-    counts = {"n_active": len(active), "n_lazy": len(lazy), "srank_target": round(target, 3)}
+    counts = {
+        "n_active": len(active),
+        "n_lazy": len(lazy),
+        "srank_target": round(target, 3),
+        "diverged": [_key(p) for p in result.summary["grid"] if p["diverged"]],
+    }
     if not active or not lazy:
-        return inconclusive("the grid has no active or no lazy point beyond the margin", **counts)
+        return inconclusive("the grid has no active or no lazy point", **counts)
     bad_a = {
         _key(p): round(p["stable_rank_at_min"], 3)
         for p in active
@@ -112,15 +121,13 @@ def gd_matches_self_consistent(result: Result) -> Check:
 
 def topk_converges_first(result: Result) -> Check:
     """Criterion 4: in active runs, t90(top-K) < 0.5·t90((K+1)-th); grid points and fast point."""
-    active, _ = _classified(result, below_red_only=False)
+    active, _ = _classified(result, below_red_only=False, use_margin=False)
     runs = list(active)
     fast = result.summary.get("fast")
-    margin = float(result.summary["margin"])
     if fast and fast["region"] == "active" and not fast["diverged"]:
-        if abs(fast["line_distance"]) >= margin:
-            runs.append(fast)
+        runs.append(fast)
     if not runs:
-        return inconclusive("no active run beyond the margin")
+        return inconclusive("no active run")
     ratios = {_key(p): round(p["t90_topk"] / max(p["t90_next"], 1), 3) for p in runs}
     failing = {k: v for k, v in ratios.items() if v >= 0.5}
     return check(

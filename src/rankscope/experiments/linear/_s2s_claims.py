@@ -25,21 +25,36 @@ def _runs(result: Result, depth: int | None = None) -> list[dict]:
 
 
 def _rank_sequence(result: Result) -> Check:
+    """Runs from Rank_ε(A_0) = 0 must read 0, 1, …, k; a run stopped before learning every
+    mode must read a prefix of it (no skipped or lost rank so far). Runs that start above
+    rank 0 (large σ²) are outside the claim and listed as skipped."""
     k = len(result.summary["target"])
     want = list(range(k + 1))
-    usable = [
-        r
-        for r in _runs(result)
-        if r["initial_rank"] == 0 and all(math.isfinite(t) for t in r["half_fit"])
-    ]
-    skipped = [r["tag"] for r in _runs(result) if r not in usable]
-    if not usable:
+    from_zero = [r for r in _runs(result) if r["initial_rank"] == 0]
+    complete = [r for r in from_zero if all(math.isfinite(t) for t in r["half_fit"])]
+    skipped = [r["tag"] for r in _runs(result) if r["initial_rank"] != 0]
+    incomplete = [r["tag"] for r in from_zero if r not in complete]
+    if not complete:
         return inconclusive(
-            "no run started at rank 0 and learned every mode", skipped=skipped, expected=want
+            "no run started at rank 0 and learned every mode",
+            skipped=skipped,
+            incomplete=incomplete,
+            expected=want,
         )
-    seqs = {r["tag"]: r["rank_sequence"] for r in usable}
-    bad = {tag: seq for tag, seq in seqs.items() if seq != want}
-    return check(not bad, sequences=seqs, mismatches=bad, runs_checked=len(seqs), skipped=skipped)
+    seqs = {r["tag"]: r["rank_sequence"] for r in from_zero}
+    bad = {}
+    for r in from_zero:
+        seq = r["rank_sequence"]
+        if seq != (want if r in complete else want[: len(seq)]):
+            bad[r["tag"]] = seq
+    return check(
+        not bad,
+        sequences=seqs,
+        mismatches=bad,
+        runs_checked=len(seqs),
+        skipped=skipped,
+        incomplete=incomplete,
+    )
 
 
 def _fit_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -74,7 +89,10 @@ def _deep_slopes(result: Result) -> Check:
         pts = [(r["sigma2"], r["half_fit"][0]) for r in _runs(result, depth)]
         pts = [p for p in pts if math.isfinite(p[1]) and p[1] > 0]
         if len(pts) < 3:
-            return inconclusive(f"depth {depth}: t_1 measured at < 3 values of sigma2")
+            return inconclusive(
+                f"depth {depth}: t_1 measured at < 3 values of sigma2",
+                half_fit_t1={r["tag"]: r["half_fit"][0] for r in _runs(result, depth)},
+            )
         log_sigma = 0.5 * np.log([p[0] for p in pts])
         slope = _fit_slope(log_sigma, np.log([p[1] for p in pts]))
         want = -(depth - 2)
@@ -120,14 +138,16 @@ def _gamma_active(result: Result) -> Check:
     if not active or not lazy:
         return inconclusive("needs completion runs with gamma < 1 and gamma > 1")
     if not all(r["converged"] for r in active + lazy):
-        return inconclusive("a completion run did not reach the train-loss tolerance")
+        return inconclusive(
+            "a completion run did not reach the train-loss tolerance",
+            train_loss={r["tag"]: r["train_loss"] for r in active + lazy},
+        )
     lazy_rmse = {r["width"]: r["unobserved_rmse"] for r in lazy}
+    unpaired = sorted({r["width"] for r in active} - set(lazy_rmse))
+    if unpaired:  # the RMSE ratio is taken at the same width
+        return inconclusive("no γ < 1 run at some active widths", widths=unpaired)
     rank = {r["tag"]: r["final_rank"] for r in active}
-    ratio = {
-        r["tag"]: r["unobserved_rmse"] / lazy_rmse[r["width"]]
-        for r in active
-        if r["width"] in lazy_rmse
-    }
+    ratio = {r["tag"]: r["unobserved_rmse"] / lazy_rmse[r["width"]] for r in active}
     ok = all(v == k for v in rank.values()) and all(v < ACTIVE_RMSE_RATIO for v in ratio.values())
     rmse = {r["tag"]: r["unobserved_rmse"] for r in active + lazy}
     return check(

@@ -39,6 +39,7 @@ class Config:
     contrast: bool = True  # also run MC-2 (det P_0 < 0)
     contrast_stop_loss: float = 1e-6
     contrast_level: float = 1e-4
+    contrast_check_loss: float = 1e-6  # MC-2 compares |W_11| here with |W_11| at contrast_level
     method: str = "LSODA"
     rtol: float = 1e-10
     atol: float = 1e-14
@@ -172,12 +173,20 @@ def _mc1(cfg: Config, ctx: RunContext) -> dict:
 
 
 def _mc2(cfg: Config, ctx: RunContext) -> dict:
-    sol, p0, _ = _flow(
-        cfg, -1, cfg.contrast_stop_loss, (cfg.contrast_level,), ctx.child_generator(2)
-    )
+    check_at_stop = math.isclose(cfg.contrast_check_loss, cfg.contrast_stop_loss)
+    levels = (cfg.contrast_level,)
+    if cfg.contrast_check_loss > cfg.contrast_stop_loss and not check_at_stop:
+        levels += (cfg.contrast_check_loss,)
+    sol, p0, _ = _flow(cfg, -1, cfg.contrast_stop_loss, levels, ctx.child_generator(2))
     traj = _trajectory(sol)
     _log(ctx, traj, "MC-2", cfg.n_records)
     mid = _at_level(sol, cfg.contrast_level)
+    if check_at_stop:
+        at_check = float(traj["w11"][-1]) if sol.stopped else math.nan
+    elif len(levels) == 2:
+        at_check = _at_level(sol, cfg.contrast_check_loss).get("w11", math.nan)
+    else:  # the run stops before the check loss
+        at_check = math.nan
     return {
         "reached": bool(sol.stopped),
         "final_loss": float(traj["loss"][-1]),
@@ -189,6 +198,8 @@ def _mc2(cfg: Config, ctx: RunContext) -> dict:
         "w11_at_level": mid.get("w11", math.nan),
         "stop_loss": cfg.contrast_stop_loss,
         "w11_final": float(traj["w11"][-1]),
+        "check_loss": cfg.contrast_check_loss,
+        "w11_at_check": at_check,
         "max_w11": float(traj["w11"].max()),
     }
 
