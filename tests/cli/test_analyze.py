@@ -128,3 +128,20 @@ def test_registered_in_rankscope_app(weights):
     result = runner.invoke(app, ["analyze", str(weights), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"]["format"] == "safetensors"
+
+
+def test_empty_weight_and_garbage_file(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"a.weight": torch.zeros(0, 4), "b.weight": torch.ones(3, 2)}, path)
+    result = runner.invoke(APP, ["analyze", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 empty weights (a zero dimension)" in result.stdout
+    assert "randomized top-k path" not in result.stdout  # nothing went that way
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    result = runner.invoke(APP, ["analyze", str(tmp_path / "text.pt")])
+    assert result.exit_code == 2 and "truncated or corrupt" in result.stderr
+    torch.save({"w": torch.tensor([[1.0, float("nan")]])}, tmp_path / "nan.pt")
+    result = runner.invoke(APP, ["analyze", str(tmp_path / "nan.pt")])
+    assert (
+        result.exit_code == 2 and "weight 'w' of shape (1, 2) contains 1 NaN/Inf" in result.stderr
+    )

@@ -133,3 +133,66 @@ def test_sweep_grid(tmp_path):
     assert {tuple(sorted(r["config"].items())) for r in doc["runs"]} == {
         (("depth", d), ("target", t)) for d in (2, 3) for t in (1.0, 2.0)
     }
+
+
+def test_counts_below_one_are_usage_errors_not_tracebacks(tmp_path):
+    store = str(tmp_path / "st")
+    cases = [
+        (("run", "scalar-mode", "--seeds", "0"), "--seeds must be an integer >= 1, got 0"),
+        (("reproduce", "scalar-mode", "--seeds", "-1"), "--seeds must be an integer >= 1, got -1"),
+        (("run", "scalar-mode", "--workers", "0"), "--workers must be an integer >= 1, got 0"),
+        (
+            ("sweep", "scalar-mode", "--grid", "depth=2", "--seeds", "0"),
+            "--seeds (per grid point) must be an integer >= 1, got 0",
+        ),
+        (
+            ("sweep", "scalar-mode", "--grid", "depth=2", "--grid", "depth=3"),
+            "grid key 'depth' is given twice",
+        ),
+        (
+            ("sweep", "scalar-mode", "--grid", "depth=2,3,2"),
+            "grid item 'depth=2,3,2' repeats the value(s) ['2']",
+        ),
+    ]
+    for args, message in cases:
+        out = invoke(*args, "--preset", "smoke", "--store", store)
+        assert out.exit_code == 2, (args, out.output)
+        assert f"rankscope: {message}" in out.output, out.output
+    assert not (tmp_path / "st" / "runs").exists()  # nothing ran
+
+
+def test_report_on_a_missing_store_is_a_usage_error_and_creates_nothing(tmp_path):
+    where = tmp_path / "no" / "such" / "store"
+    for args in (("report",), ("report", "--markdown"), ("report", "scalar-mode")):
+        out = invoke(*args, "--store", str(where))
+        assert out.exit_code == 2, out.output
+        assert f"no run store at '{where}'" in out.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_report_at_a_preset_that_was_never_evaluated(tmp_path):
+    from rankscope.store import Store
+
+    Store(tmp_path).save_verdicts("scalar-mode", "smoke", [{"id": "SM-1", "verdict": "pass"}], [])
+    for args in (("report", "--preset", "paper"), ("report", "--markdown", "--preset", "paper")):
+        out = invoke(*args, "--store", str(tmp_path))
+        assert out.exit_code == 2, out.output
+        assert "no evaluations at preset 'paper'" in out.output and "['smoke']" in out.output
+
+
+def test_report_of_a_run_with_a_damaged_tensors_file_exits_1_with_the_path(tmp_path):
+    import torch
+
+    from rankscope.results import Result
+    from rankscope.store import Store
+
+    st = Store(tmp_path)
+    res = Result(summary={}, tensors={"w": torch.ones(2)}, run_id="r1", seed=0, config={})
+    st.save_run(res, experiment="scalar-mode", preset="smoke", provenance={}, wall_time=0.0)
+    (st.run_dir("r1") / "tensors.safetensors").write_bytes(b"\xff" * 40)
+    out = invoke("report", "r1", "--store", str(tmp_path))
+    assert out.exit_code == 1
+    assert (
+        out.output.startswith("rankscope: run 'r1': its tensors file")
+        and "Traceback" not in out.output
+    )

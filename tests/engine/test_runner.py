@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
+
 import pytest
 
 from rankscope.experiments.base import Claim, RunContext, check
@@ -123,3 +127,43 @@ def test_crashing_claim_is_inconclusive_not_hidden():
     claim = Claim("C", "p", "s", "e", check=lambda r: r.summary["missing"])
     out = evaluate_claim(claim, [_res()])
     assert out.verdict == "inconclusive" and "KeyError" in out.note
+
+
+@pytest.mark.parametrize("seeds", [0, -1, [], [0, -2]])
+def test_bad_seeds_name_what_was_received(tmp_path, seeds):
+    with pytest.raises(
+        ValueError, match=r"seeds must be a count >= 1 .*got " + re.escape(repr(seeds))
+    ):
+        run_experiment("scalar-mode", preset="smoke", seeds=seeds, store=Store(tmp_path))
+    assert Store(tmp_path).runs() == []
+
+
+def test_a_job_named_twice_runs_once(tmp_path):
+    exp = get_experiment("scalar-mode")
+    cfg = exp.preset("smoke")
+    jobs = make_jobs(exp, cfg, [0, 0], "t") + make_jobs(exp, cfg, [0], "t")
+    events = []
+    ids = run_jobs(jobs, Store(tmp_path), on_event=lambda k, i: events.append(k))
+    assert ids == [jobs[0].run_id] * 3
+    assert events.count("done") == 1 and len(Store(tmp_path).runs()) == 1
+
+
+class _DeadPool(Executor):
+    """An executor whose worker died: every future fails as a broken process pool does."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        fut = Future()
+        fut.set_exception(BrokenProcessPool("a worker was killed"))
+        return fut
+
+
+def test_runs_lost_to_a_dead_worker_are_computed_on_rerun(tmp_path):
+    st = Store(tmp_path)
+    exp = get_experiment("scalar-mode")
+    jobs = make_jobs(exp, exp.preset("smoke"), [0, 1], "t")
+    run_jobs(jobs, st, executor=_DeadPool())
+    assert {r.status for r in st.runs()} == {"failed"}
+    events = []
+    run_jobs(jobs, st, on_event=lambda k, i: events.append((k, i)))
+    assert events[0] == ("plan", {"total": 2, "cached": 0})
+    assert [r.status for r in st.runs()] == ["ok", "ok"]

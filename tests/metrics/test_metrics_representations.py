@@ -96,6 +96,8 @@ def test_accumulator_errors_name_the_shapes():
         acc.covariance()
     with pytest.raises(TypeError, match="got int"):
         acc.merge(3)
+    with pytest.raises(TypeError, match="takes a CovarianceAccumulator, got Tensor"):
+        representation_rank(torch.ones(3, 2))
 
 
 def test_conv_samples_modes():

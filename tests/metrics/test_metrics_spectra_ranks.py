@@ -117,6 +117,16 @@ def test_rank_tolerances_match_numpy_and_torch_keywords():
     assert int(numerical_rank(s, "absolute", atol=1e-3)) == 2
 
 
+def test_zero_atol_follows_each_library():
+    """numpy's tol=0 counts every s_i > 0; torch's atol=0 keeps its default rtol."""
+    s = torch.tensor([1.0, 1e-17], dtype=F64)
+    a = torch.diag(s)
+    assert np.linalg.matrix_rank(a.numpy(), tol=0) == 2
+    assert int(numerical_rank(s, "numpy", atol=0.0, shape=(2, 2))) == 2
+    assert int(torch.linalg.matrix_rank(a, atol=0.0)) == 1
+    assert int(numerical_rank(s, "torch", atol=0.0, shape=(2, 2))) == 1
+
+
 def test_named_policies_on_a_planted_spectrum():
     # s = (10, 3, 1.5, 0.5, 0.05, 1e-9) on a 6x6 matrix: ‖s‖_F ≈ 10.56
     s = torch.tensor([10.0, 3.0, 1.5, 0.5, 0.05, 1e-9], dtype=F64)
@@ -255,3 +265,43 @@ def test_auto_backend_agrees_with_torch_on_large_float32():
     auto = singular_values(x, dtype=None)
     assert auto.dtype == torch.float32
     assert_close(auto, torch.linalg.svdvals(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"policy": "relative", "rtol": -0.1}, "rtol"),
+        ({"policy": "relative", "rtol": math.nan}, "rtol"),
+        ({"policy": "relative", "rtol": "0.1"}, "rtol"),
+        ({"policy": "absolute", "atol": -1.0}, "atol"),
+        ({"policy": "torch", "atol": math.inf, "shape": (3, 3)}, "atol"),
+        ({"policy": "galanti", "atol": math.nan}, "atol"),
+        ({"policy": "dlrt", "rtol": -0.5}, r"rtol \(θ\)"),
+    ],
+)
+def test_bad_tolerances_raise_instead_of_a_silent_rank(kw, name):
+    """A NaN tolerance compares false (rank 0) and a negative one keeps every s_i: both gave
+    a plausible wrong rank before; now they name the argument and the value."""
+    with pytest.raises(ValueError, match=rf"{name} must be a finite number >= 0, got"):
+        numerical_rank(torch.tensor([1.0, 0.5, 0.0], dtype=F64), **kw)
+    with pytest.raises(ValueError, match="zero_tol must be a finite number >= 0, got nan"):
+        effective_rank(torch.ones(3, dtype=F64), zero_tol=math.nan)
+    with pytest.raises(ValueError, match=r"shape \(m, n\) of two ints, got 3"):
+        numerical_rank(torch.ones(3, dtype=F64), shape=3)
+
+
+def test_tolerances_accept_numpy_and_tensor_scalars():
+    s = torch.tensor([1.0, 0.5, 0.01], dtype=F64)
+    for tau in (np.float64(0.1), torch.tensor(0.1), 0.1):
+        assert int(numerical_rank(s, "relative", rtol=tau)) == 2
+    assert int(numerical_rank(s, shape=(np.int64(3), 3))) == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_keep_a_float32_spectrum(dtype):
+    x = torch.randn(6, 4, generator=gen(17)).to(dtype)
+    ref = scipy.linalg.svdvals(x.double().numpy())
+    kept = singular_values(x, dtype=None)
+    assert kept.dtype == torch.float32
+    assert_close(kept, torch.from_numpy(ref).float(), rtol=1e-5, atol=1e-6)
+    assert_close(singular_values(x), torch.from_numpy(ref), rtol=1e-12, atol=1e-12)

@@ -113,6 +113,11 @@ def test_bad_dims_and_chains_raise_clearly() -> None:
         DeepLinear([3, 4, 2], sigma=[1.0, 2.0, 3.0], generator=_gen(0))
     with pytest.raises(ValueError, match="do not chain"):
         end_to_end([torch.ones(3, 2), torch.ones(2, 2)])
+    for bad in (float("nan"), -0.1, [1.0, float("inf")]):
+        with pytest.raises(ValueError, match=r"sigma must be finite and >= 0.*got"):
+            DeepLinear([3, 4, 2], sigma=bad, generator=_gen(0))
+    zero = DeepLinear([3, 4, 2], sigma=0.0, generator=_gen(0))  # zero init stays allowed
+    assert all(int(torch.count_nonzero(w)) == 0 for w in zero.weights)
 
 
 def test_from_weights_copies() -> None:

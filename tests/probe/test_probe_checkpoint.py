@@ -135,3 +135,15 @@ def test_data_files_round_trip(tmp_path):
     torch.save((x, torch.arange(6)), tmp_path / "xy.pt")
     got = load_tensor_file(tmp_path / "xy.pt")
     torch.testing.assert_close(got[0], x)
+
+
+@pytest.mark.parametrize(
+    "content", [b"hello, this is a text file\n", bytes(range(200, 256)) * 4], ids=["text", "bytes"]
+)
+def test_garbage_bytes_are_corrupt_not_unsafe(tmp_path, content):
+    """Bytes that are no pickle at all are a corrupt file (not code to refuse, not a KeyError)."""
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"garbage\.pt.*truncated or corrupt") as info:
+        load_checkpoint(path)
+    assert not isinstance(info.value, UnsafeCheckpointError)

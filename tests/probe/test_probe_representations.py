@@ -138,3 +138,15 @@ def test_bad_data_errors(zoo):
         analyze(nn.Linear(3, 2), 5)
     with pytest.raises(ValueError, match="no batches"):
         analyze(nn.Linear(3, 2), [])
+
+
+def test_data_the_model_cannot_run_names_the_batch_and_the_layer():
+    model = _mlp(_gen(6))  # 6 inputs
+    with pytest.raises(
+        ValueError, match=r"running Sequential on data batch 0 of shape \(5, 7\) failed: Runtime"
+    ):
+        analyze(model, torch.ones(5, 7))
+    x = torch.ones(5, 6)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"output of layer '0': batch of shape \(5, 10\) contains"):
+        analyze(model, x)

@@ -138,3 +138,20 @@ def test_float64_weights_never_take_the_gram_route():
     w = _planted(np.linspace(1, 0.1, 80), 100, 80, seed=5)  # float64: rank_torch needs the SVD
     row, _ = weight_row(_matrix("w", w), SpectrumSettings())
     assert row["method"] == "full"
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (0, 3, 3, 3)])
+def test_empty_weights_of_any_rank_give_empty_rows(shape):
+    a = analyze({"layer.weight": torch.zeros(shape)})
+    (row,) = a.layers
+    assert row["method"] == "empty" and row["max_rank"] == 0 and row["shape"] == list(shape)
+    assert math.isnan(row["stable_rank"]) and a.spectra["layer.weight"].numel() == 0
+
+
+@pytest.mark.parametrize("n", [8, 128])  # the float64 SVD and the float32 Gram route
+def test_nonfinite_weight_names_the_layer(n):
+    w = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
+    w[3, 4] = float("nan")
+    w[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=rf"weight 'l\.weight' of shape \({n}, {n}\) contains 2"):
+        weight_row(_matrix("l.weight", w), SpectrumSettings())

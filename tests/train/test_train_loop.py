@@ -316,6 +316,12 @@ def test_bad_arguments_raise_clearly() -> None:
         train(net, loss, lr=0.1, steps=1, optimizer_options={"weight_decay": 1e-3})
     with pytest.raises(ValueError, match="scalar"):
         train(net, lambda m: m.product(), lr=0.1, steps=1)
+    for bad in (math.inf, math.nan, 0.0, "0.1", True):
+        with pytest.raises(ValueError, match=rf"lr must be a finite float > 0, got {bad!r}"):
+            train(net, loss, lr=bad, steps=1)
+    for bad in (math.inf, -1.0, "1e-3"):
+        with pytest.raises(ValueError, match=rf"l2 must be a finite float >= 0, got {bad!r}"):
+            train(net, loss, lr=0.1, steps=1, l2=bad)
 
 
 def test_diverged_is_the_experiments_class_and_pickles() -> None:

@@ -176,7 +176,12 @@ def _table_text(analysis: Any) -> str:
             f"\n{len(analysis.skipped)} tensors without a matrix (0-D/1-D: biases, norm scales) "
             "are listed under 'skipped' in --format json"
         )
-    unavailable = [r["name"] for r in analysis.layers if r.get("unavailable")]
+    unavailable = [
+        r["name"] for r in analysis.layers if r.get("method") == "randomized" and r["unavailable"]
+    ]
+    empty = [r["name"] for r in analysis.layers if r.get("method") == "empty"]
+    if empty:
+        parts.append(f"{len(empty)} empty weights (a zero dimension) have no spectrum: n/a")
     if unavailable:
         parts.append(
             f"{len(unavailable)} layers on the randomized top-k path: n/a values need the full "

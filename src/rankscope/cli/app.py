@@ -62,13 +62,26 @@ def _main(
     """rankscope command line. The thread count is applied at start-up by the entry point."""
 
 
-def _store(path: Path | None):
+def _store(path: Path | None, *, create: bool = True):
     from rankscope.store import Store
 
     try:
-        return Store(path)
+        return Store(path, create=create)
     except (OSError, RuntimeError) as exc:
         raise _usage(str(exc)) from None
+
+
+def _check_counts(
+    seeds: int | None, workers: int, dask_workers: int | None, *, seeds_flag: str = "--seeds"
+) -> None:
+    """Counts a user typed: ``0`` or a negative number is a usage error, not an empty run."""
+    for flag, value in (
+        (seeds_flag, seeds),
+        ("--workers", workers),
+        ("--dask-workers", dask_workers),
+    ):
+        if value is not None and value < 1:
+            raise _usage(f"{flag} must be an integer >= 1, got {value}")
 
 
 def _experiment(exp_id: str):
@@ -78,6 +91,18 @@ def _experiment(exp_id: str):
         return get_experiment(exp_id)
     except KeyError as exc:
         raise _usage(exc.args[0]) from None
+
+
+@contextmanager
+def _store_errors():
+    """A store file that cannot be read (not a usage error): one line on stderr, exit 1."""
+    from rankscope.store import StoreError
+
+    try:
+        yield
+    except StoreError as exc:
+        _err(str(exc))
+        raise typer.Exit(code=1) from None
 
 
 @contextmanager
@@ -216,6 +241,7 @@ def _reproduce(
 ) -> None:
     from rankscope.sweep.runner import reproduce_many
 
+    _check_counts(seeds, workers, dask_workers)
     exps = [_experiment(i) for i in ids]
     for e in exps:
         try:
@@ -229,7 +255,7 @@ def _reproduce(
     st = _store(store)
     n_jobs = sum(seeds or e.default_seeds(preset) for e in exps)
     progress = Progress(", ".join(ids) if len(ids) <= 3 else f"{len(ids)} experiments")
-    with _executor(workers, scheduler, dask_workers, n_jobs) as ex:
+    with _store_errors(), _executor(workers, scheduler, dask_workers, n_jobs) as ex:
         outcomes = reproduce_many(
             exps,
             preset=preset,
@@ -341,6 +367,7 @@ def sweep_cmd(
     from rankscope.sweep.grid import expand_grid, parse_grid
     from rankscope.sweep.runner import make_jobs, run_jobs
 
+    _check_counts(seeds, workers, dask_workers, seeds_flag="--seeds (per grid point)")
     exp = _experiment(exp_id)
     try:
         base = exp.preset(preset)
@@ -389,30 +416,37 @@ def report_cmd(
     """Write the static HTML report from the store."""
     from rankscope.report import write_experiment_report, write_index, write_run_report
 
-    st = _store(store)
+    st = _store(store, create=False)  # a reader: never creates an empty store
+    stored = sorted({p for _, p in st.evaluated()})
+    if preset is not None and target is None and preset not in stored:
+        raise _usage(
+            f"no evaluations at preset {preset!r} in store {str(st.root)!r}; "
+            f"stored presets: {stored}"
+        )
     if markdown:
         from rankscope.report.markdown import claims_markdown
 
         typer.echo(claims_markdown(st, preset))
         return
-    try:
-        if target is None:
-            for exp_id, p in st.evaluated():
-                if preset is None or p == preset:
-                    write_experiment_report(st, exp_id, p)
-        elif target in {r.run_id for r in st.runs()}:
-            typer.echo(str(write_run_report(st, target)))
-        else:
-            from rankscope.experiments.registry import all_experiments
+    with _store_errors():
+        try:
+            if target is None:
+                for exp_id, p in st.evaluated():
+                    if preset is None or p == preset:
+                        write_experiment_report(st, exp_id, p)
+            elif target in {r.run_id for r in st.runs()}:
+                typer.echo(str(write_run_report(st, target)))
+            else:
+                from rankscope.experiments.registry import all_experiments
 
-            if target not in all_experiments() and target not in {e for e, _ in st.evaluated()}:
-                raise _usage(
-                    f"{target!r} is neither an experiment id nor a stored run id; "
-                    f"experiments: {sorted(all_experiments())}"
-                )
-            typer.echo(str(write_experiment_report(st, target, preset)))
-    except KeyError as exc:
-        raise _usage(exc.args[0]) from None
+                if target not in all_experiments() and target not in {e for e, _ in st.evaluated()}:
+                    raise _usage(
+                        f"{target!r} is neither an experiment id nor a stored run id; "
+                        f"experiments: {sorted(all_experiments())}"
+                    )
+                typer.echo(str(write_experiment_report(st, target, preset)))
+        except KeyError as exc:
+            raise _usage(exc.args[0]) from None
     typer.echo(str(write_index(st)))
 
 

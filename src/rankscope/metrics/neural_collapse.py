@@ -79,7 +79,7 @@ def nc1(
     sw, sb = st.within_covariance(), st.between_covariance(global_mean)
     if variant == "quotient":
         tb = torch.trace(sb)
-        return torch.trace(sw) / tb if tb > 0 else torch.tensor(float("inf"), dtype=sw.dtype)
+        return torch.trace(sw) / tb if tb > 0 else sw.new_tensor(float("inf"))
     k = int((st.counts > 0).sum())
     lam, vec = torch.linalg.eigh(sb)  # ascending
     lam, vec = lam.flip(-1), vec.flip(-1)
@@ -185,4 +185,4 @@ def nc4(
         count += x.shape[0]
     if count == 0:
         raise ValueError("NC4's pass saw no samples")
-    return torch.tensor(mismatched / count, dtype=torch.float64)
+    return torch.tensor(mismatched / count, dtype=torch.float64, device=w.device)

@@ -8,6 +8,7 @@ serves every metric and every batch dimension is kept.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -51,9 +52,26 @@ def _need_shape(policy: str, shape: tuple[int, int] | None) -> tuple[int, int]:
         raise ValueError(
             f"policy {policy!r} needs shape=(m, n) of the matrix (it uses max(m, n)·eps)"
         )
-    if len(shape) != 2:
-        raise ValueError(f"shape must be the matrix shape (m, n), got {tuple(shape)!r}")
+    ok = isinstance(shape, tuple | list | torch.Size) and len(shape) == 2
+    if not ok or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ValueError(f"shape must be the matrix shape (m, n) of two ints, got {shape!r}")
     return shape
+
+
+def _check_tol(name: str, value: float | None) -> float | None:
+    """A tolerance must be a finite number >= 0: a negative or NaN one silently gives a wrong
+    rank (NaN compares false, so every s_i would be dropped)."""
+    if value is None:
+        return None
+    try:
+        ok = not isinstance(value, str | bytes | bool) and math.isfinite(value) and value >= 0
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of many values
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def rank_threshold(
@@ -68,7 +86,8 @@ def rank_threshold(
     """The threshold t (shape (...,)) such that the rank counts ``s_i > t`` (definitions §1).
 
     - ``torch`` (default) / ``numpy``: max(atol, rtol·s_1); rtol defaults to max(m, n)·eps when
-      atol is absent or 0, and to 0 when atol > 0. ``numpy`` refuses atol and rtol together.
+      atol is absent or 0, and to 0 when atol > 0. ``numpy`` refuses atol and rtol together,
+      and its atol (numpy's ``tol``) is used as given, so atol=0 counts every s_i > 0.
     - ``relative``: rtol·s_1 (rtol required). ``absolute``: atol (required).
     - ``galanti``: rank of W/‖W‖_F at 1e-3, i.e. 1e-3·‖W‖_F (``atol`` overrides the 1e-3).
     - ``mixed_dynamics``: s_1/5. ``accnet``: max(0.1, 0.1·s_1).
@@ -82,13 +101,17 @@ def rank_threshold(
     s = check_spectrum(s)
     if policy not in RANK_POLICIES:
         raise ValueError(f"unknown tolerance policy {policy!r}; expected one of {RANK_POLICIES}")
+    rtol, atol = _check_tol("rtol", rtol), _check_tol("atol", atol)
     eps = _eps(eps_dtype or s.dtype)
     s1 = _s1(s)
     if policy == "numpy" and atol is not None and rtol is not None:
         raise ValueError("policy 'numpy' takes atol (numpy's tol) or rtol, not both")
     if policy in ("torch", "numpy"):
+        # numpy's tol is absolute whenever given (tol=0 counts every s_i > 0); torch falls back
+        # to its default rtol when atol is absent or 0
+        given = atol is not None and (atol > 0 or policy == "numpy")
         if rtol is None:
-            rtol = 0.0 if (atol is not None and atol > 0) else max(_need_shape(policy, shape)) * eps
+            rtol = 0.0 if given else max(_need_shape(policy, shape)) * eps
         return torch.clamp(s1 * rtol, min=atol or 0.0)
     if policy == "relative":
         if rtol is None:
@@ -143,7 +166,7 @@ def numerical_rank(
     """
     s = check_spectrum(s)
     if policy == "dlrt":
-        return _dlrt_rank(s, 0.1 if rtol is None else rtol)
+        return _dlrt_rank(s, 0.1 if rtol is None else _check_tol("rtol (θ)", rtol))
     t = rank_threshold(s, policy, shape=shape, rtol=rtol, atol=atol, eps_dtype=eps_dtype)
     return (s > t.unsqueeze(-1)).sum(-1).to(torch.int64)
 
@@ -159,8 +182,7 @@ def drop_small(
     s = check_spectrum(s)
     if zero_tol is None:
         zero_tol = max(shape or (s.shape[-1], 1)) * _eps(s.dtype)
-    if zero_tol < 0:
-        raise ValueError(f"zero_tol must be >= 0, got {zero_tol!r}")
+    zero_tol = _check_tol("zero_tol", zero_tol)
     keep = s > zero_tol * _s1(s).unsqueeze(-1)
     return torch.where(keep, s, torch.zeros_like(s))
 

@@ -149,6 +149,11 @@ def representation_rank(
       values s = sqrt(N·λ) of the N×d data matrix, as in definitions §1 (``relative`` τ on s
       is τ² on λ). ``atol`` is then in units of s.
     """
+    if not isinstance(acc, CovarianceAccumulator):
+        raise TypeError(
+            f"representation_rank takes a CovarianceAccumulator, got {type(acc).__name__}; "
+            "for a data matrix H (N, d) use CovarianceAccumulator().update(H)"
+        )
     lam = acc.spectrum(centre)
     d = lam.shape[-1]
     if policy in _EPS_POLICIES:

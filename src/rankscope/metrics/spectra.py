@@ -46,6 +46,10 @@ def _scipy_is_faster(x: torch.Tensor) -> bool:
 def _resolve_dtype(x: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
     if dtype is None:
         dtype = x.dtype if x.is_floating_point() or x.is_complex() else torch.float64
+        if dtype in (torch.float16, torch.bfloat16):  # no half-precision SVD in LAPACK/cuSOLVER
+            dtype = torch.float32
+        elif dtype == torch.complex32:
+            dtype = torch.complex64
     if x.is_complex() and not dtype.is_complex:
         dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     return dtype
@@ -57,7 +61,8 @@ def singular_values(
     """Singular values of ``x`` (..., m, n), descending, shape (..., min(m, n)).
 
     ``dtype`` is the precision of the decomposition (float64 by default, definitions §0);
-    ``None`` keeps the input's floating dtype; complex inputs stay complex (real output).
+    ``None`` keeps the input's floating dtype (float16/bfloat16 are taken in float32, which
+    has an SVD); complex inputs stay complex (real output).
     ``backend='auto'`` picks what was measured faster here (one thread, square, 4-5 runs on a
     shared 2-core machine; time(torch)/time(scipy)): float64 0.70-0.95 at n = 64..1024, so
     torch; float32 0.5-1.4 at n = 256 (noise) but 1.01-1.27 at n ≥ 512, so scipy's gesdd for

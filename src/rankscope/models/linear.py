@@ -11,6 +11,7 @@ factors, batched over leading dimensions (an ensemble stacks members as (E, n_�
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,6 +53,15 @@ def _per_layer(value: float | Sequence[float], n_layers: int, what: str) -> list
     return vals
 
 
+def _init_scales(sigma: float | Sequence[float], n_layers: int) -> list[float]:
+    """Per-layer init standard deviations; NaN/Inf or negative ones are refused (a NaN σ would
+    give NaN weights silently, a negative one a σ that is not a standard deviation)."""
+    sig = _per_layer(sigma, n_layers, "sigma")
+    if not all(0 <= s < math.inf for s in sig):
+        raise ValueError(f"sigma must be finite and >= 0 (a standard deviation), got {sigma!r}")
+    return sig
+
+
 def init_deep_linear(
     dims: Sequence[int],
     sigma: float | Sequence[float],
@@ -66,7 +76,7 @@ def init_deep_linear(
     rounding. Ensembles call this once per member with the member's own generator.
     """
     dims = check_dims(dims)
-    sig = _per_layer(sigma, len(dims) - 1, "sigma")
+    sig = _init_scales(sigma, len(dims) - 1)
     out = []
     for (n_in, n_out), s in zip(itertools.pairwise(dims), sig):
         w = torch.randn((n_out, n_in), generator=generator, dtype=dtype)  # (n_ℓ, n_{ℓ−1})

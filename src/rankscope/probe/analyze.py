@@ -136,7 +136,14 @@ def _add_representations(
     try:
         with RepresentationProbe(model, max_dim=max_dim, conv_mode=conv_mode) as probe:
             for x, y in iter_batches(data, labels, batch_size=batch_size, max_batches=max_batches):
-                probe.run_batch(_to(x, device, dtype), y)
+                try:
+                    probe.run_batch(_to(x, device, dtype), y)
+                except (RuntimeError, ValueError) as exc:  # e.g. data of the wrong width
+                    shape = [tuple(v.shape) for v in x] if isinstance(x, tuple) else tuple(x.shape)
+                    raise ValueError(
+                        f"running {type(model).__name__} on data batch {n_batches} of shape "
+                        f"{shape} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    ) from exc
                 n_batches += 1
     finally:
         model.train(was_training)

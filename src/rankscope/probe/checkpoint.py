@@ -166,6 +166,11 @@ def _torch_load(path: Path) -> Any:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if re.search(r"Unsupported operand|invalid load key", str(exc)) and not _is_pickle(path):
+            raise CheckpointError(
+                f"cannot read {str(path)!r} ({path.stat().st_size} bytes) as a torch checkpoint, "
+                f"probably truncated or corrupt: {_weights_only_reason(exc)}"
+            ) from None
         found = re.search(r"(?:Unsupported|unsupported) (?:GLOBAL|global) ([^\s]+)", str(exc))
         what = f" (it asks for the Python global {found.group(1)})" if found else ""
         raise UnsafeCheckpointError(
@@ -174,11 +179,25 @@ def _torch_load(path: Path) -> Any:
             "from a file. Save the weights with torch.save(model.state_dict(), path) or "
             "safetensors.torch.save_file(model.state_dict(), path)."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # arbitrary bytes fail anywhere in the unpickler (KeyError, ...)
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(
             f"cannot read {str(path)!r} ({path.stat().st_size} bytes) as a torch checkpoint, "
-            f"probably truncated or corrupt: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            f"probably truncated or corrupt: {type(exc).__name__}: {first}"
         ) from None
+
+
+def _is_pickle(path: Path) -> bool:
+    """Starts with a pickle PROTO header (0x80, protocol 2..5): a pickle, not stray bytes."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _weights_only_reason(exc: Exception) -> str:
+    """The unpickler's own complaint inside torch's long weights_only message."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+    return found.group(1).strip() if found else str(exc).splitlines()[0]
 
 
 def _numpy_load(path: Path) -> torch.Tensor | dict[str, torch.Tensor]:

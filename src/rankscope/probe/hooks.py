@@ -117,7 +117,10 @@ class RepresentationProbe:
                 info["status"] = f"feature size changed from {stats.dim} to {rows.shape[1]}"
                 del self.stats[name]
                 return
-            stats.update(rows, y)
+            try:
+                stats.update(rows, y)
+            except ValueError as exc:  # NaN/Inf in this layer's output: say which layer
+                raise ValueError(f"output of layer {name!r}: {exc}") from None
 
         return hook
 

@@ -106,6 +106,12 @@ def weight_row(
         "dtype": str(mat.dtype).removeprefix("torch."),
         "max_rank": k,
     }
+    if (mat.is_floating_point() or mat.is_complex()) and not bool(torch.isfinite(mat).all()):
+        bad = int((~torch.isfinite(mat)).sum())
+        raise ValueError(
+            f"weight {w.name!r} of shape {tuple(w.shape)} contains {bad} NaN/Inf value(s); "
+            "its spectrum is undefined (a diverged or corrupt model?)"
+        )
     if k == 0:
         row.update(method="empty", sv_count=0, sv_rel_error=math.nan)
         row.update({c: math.nan for c in _metric_columns()})

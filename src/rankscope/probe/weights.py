@@ -20,6 +20,7 @@ conv1d/2d/3d kernel). Metrics never depend on the kind; only the label does.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,7 @@ def weight_matrices(source: Any) -> tuple[list[WeightMatrix], list[SkippedTensor
                 name=name,
                 kind=kind,
                 shape=tuple(t.shape),
-                matrix=t.reshape(t.shape[0], -1),
+                matrix=t.reshape(t.shape[0], math.prod(t.shape[1:])),  # -1 fails on 0-size
                 module=owner_type,
                 kind_source=source_tag,
                 conv_mode=CONV_MODE if kind.startswith("conv") else None,

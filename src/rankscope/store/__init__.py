@@ -1,5 +1,11 @@
 """rankscope.store: the embedded SQLite run catalog plus one directory per run."""
 
-from rankscope.store.catalog import DEFAULT_STORE, RunInfo, Store, default_store_path
+from rankscope.store.catalog import (
+    DEFAULT_STORE,
+    RunInfo,
+    Store,
+    StoreError,
+    default_store_path,
+)
 
-__all__ = ["DEFAULT_STORE", "RunInfo", "Store", "default_store_path"]
+__all__ = ["DEFAULT_STORE", "RunInfo", "Store", "StoreError", "default_store_path"]

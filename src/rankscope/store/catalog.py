@@ -7,8 +7,9 @@ Layout under the store root (default ``./rankscope-runs``, or ``$RANKSCOPE_STORE
     report/                   the static HTML report (written by rankscope.report)
 
 Only finished runs are written, each in one transaction (run row + all its records), so a
-crash loses at most the runs in flight and a re-run skips what is already there. Tensors are
-written to a temporary file and renamed into place before the transaction commits.
+crash loses at most the runs in flight and a re-run skips what is already there (a run stored
+as failed is retried and replaced). Tensors are written to a temporary file of the writing
+process and renamed into place inside the transaction, so concurrent writers never mix them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import closing, contextmanager
@@ -29,7 +31,7 @@ import torch
 from rankscope.records import Records
 from rankscope.results import Result
 
-__all__ = ["DEFAULT_STORE", "RunInfo", "Store", "default_store_path"]
+__all__ = ["DEFAULT_STORE", "RunInfo", "Store", "StoreError", "default_store_path"]
 
 DEFAULT_STORE = "rankscope-runs"
 SCHEMA_VERSION = 1
@@ -74,6 +76,10 @@ CREATE INDEX IF NOT EXISTS verdicts_by_experiment ON verdicts (experiment, prese
 """
 
 
+class StoreError(RuntimeError):
+    """A store whose files cannot be read (a corrupt catalog or tensors file); names the path."""
+
+
 def default_store_path() -> Path:
     return Path(os.environ.get("RANKSCOPE_STORE", DEFAULT_STORE))
 
@@ -107,19 +113,25 @@ def _dumps(obj: Any) -> str:
 class Store:
     """A run store rooted at ``root`` (created on first use)."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, *, create: bool = True):
+        """Open the store at ``root``; ``create=False`` (readers) refuses a missing one."""
         self.root = Path(root) if root is not None else default_store_path()
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(f"store path {str(self.root)!r} exists and is not a directory")
-        self.root.mkdir(parents=True, exist_ok=True)
         self.catalog = self.root / "catalog.sqlite"
+        if not create and not self.catalog.is_file():
+            raise FileNotFoundError(
+                f"no run store at {str(self.root)!r} (no catalog.sqlite there); run an "
+                "experiment into it first or pass the --store path you ran with"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(_SCHEMA)
+            # OR IGNORE: two processes opening a new store at once both reach this insert
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                con.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(
+            if int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
                     f"store {str(self.root)!r} has schema {row[0]}, this rankscope reads "
                     f"{SCHEMA_VERSION}; use another --store path"
                 )
@@ -128,21 +140,25 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     @contextmanager
-    def _connect(self):
+    def _connect(self, *, write: bool = False):
+        """A connection whose block is one transaction; ``write=True`` takes the write lock
+        first (BEGIN IMMEDIATE), so a read-then-insert cannot interleave with another process."""
         try:
             con = sqlite3.connect(self.catalog, timeout=60.0)
         except sqlite3.Error as exc:
-            raise RuntimeError(f"cannot open the run catalog {str(self.catalog)!r}: {exc}") from exc
+            raise StoreError(f"cannot open the run catalog {str(self.catalog)!r}: {exc}") from exc
         with closing(con):
             try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA foreign_keys=ON")
                 con.execute("PRAGMA busy_timeout=60000")
                 with con:  # one transaction
+                    if write:
+                        con.execute("BEGIN IMMEDIATE")
                     yield con
             except sqlite3.DatabaseError as exc:
                 if "not a database" in str(exc) or "malformed" in str(exc):
-                    raise RuntimeError(
+                    raise StoreError(
                         f"the run catalog {str(self.catalog)!r} is not a readable SQLite "
                         f"file: {exc}"
                     ) from exc
@@ -159,6 +175,9 @@ class Store:
             )
 
     def finished(self, run_ids: Iterable[str]) -> set[str]:
+        """The ids stored with an outcome (ok or diverged). A failed run is not finished: it
+        may have failed for a passing reason (a worker killed, out of memory), so a re-run
+        computes it again and :meth:`save_run` replaces the failed row."""
         ids = list(run_ids)
         if not ids:
             return set()
@@ -166,7 +185,8 @@ class Store:
             out = set()
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                q = f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(chunk))})"
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT run_id FROM runs WHERE status != 'failed' AND run_id IN ({marks})"
                 out.update(r[0] for r in con.execute(q, chunk))
             return out
 
@@ -179,21 +199,42 @@ class Store:
         provenance: dict[str, Any],
         wall_time: float,
     ) -> None:
-        """Write one finished run (ok, diverged or failed) atomically. Existing runs are kept."""
+        """Write one finished run (ok, diverged or failed) atomically.
+
+        A stored ok or diverged run is never overwritten. A stored *failed* run is replaced
+        (a retry); its error is kept in the new row's provenance as ``replaces_failed``.
+        """
         if not result.run_id:
             raise ValueError("result has no run_id; the runner assigns it")
         summary = _dumps(result.summary)
         config = _dumps(result.config)
-        prov = _dumps(provenance)
-        if result.tensors:
-            self._write_tensors(result.run_id, result.tensors)
+        if result.run_id in self.finished([result.run_id]):
+            return  # never overwrite a stored run (checked again under the write lock)
+        tmp = self._write_tensors(result.run_id, result.tensors) if result.tensors else None
         rows = [
             (result.run_id, s, n, l, i, None if not math.isfinite(v) and math.isnan(v) else v)
             for s, n, l, i, v in result.records.rows()
         ]
-        with self._connect() as con:
-            if con.execute("SELECT 1 FROM runs WHERE run_id=?", (result.run_id,)).fetchone():
-                return  # never overwrite a stored run
+        try:
+            self._insert_run(
+                result, experiment, preset, config, summary, provenance, wall_time, rows, tmp
+            )
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def _insert_run(self, result, experiment, preset, config, summary, prov, wall_time, rows, tmp):
+        """The run row and its records in one write transaction; the tensors file (written to
+        ``tmp``) is renamed into place only when this call stores the run."""
+        with self._connect(write=True) as con:
+            old = con.execute(
+                "SELECT status, error, created FROM runs WHERE run_id=?", (result.run_id,)
+            ).fetchone()
+            if old is not None and old[0] != "failed":
+                return  # another process stored it meanwhile: keep its row and its tensors
+            if old is not None:  # a retry of a failed run: its records go with it (cascade)
+                prov = {**prov, "replaces_failed": {"error": old[1], "created": old[2]}}
+                con.execute("DELETE FROM runs WHERE run_id=?", (result.run_id,))
             con.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -206,22 +247,26 @@ class Store:
                     result.diverged_step,
                     result.error,
                     summary,
-                    prov,
+                    _dumps(prov),
                     float(wall_time),
                     time.time(),
                 ),
             )
             con.executemany("INSERT INTO records VALUES (?,?,?,?,?,?)", rows)
+            if tmp is not None:
+                os.replace(tmp, self.run_dir(result.run_id) / "tensors.safetensors")
 
-    def _write_tensors(self, run_id: str, tensors: dict[str, torch.Tensor]) -> None:
+    def _write_tensors(self, run_id: str, tensors: dict[str, torch.Tensor]) -> Path:
+        """Write the tensors to a temporary file of this process's own; returns its path."""
         from safetensors.torch import save_file
 
         d = self.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "tensors.safetensors.tmp"
+        fd, name = tempfile.mkstemp(prefix="tensors.", suffix=".tmp", dir=d)
+        os.close(fd)
         clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(clean, str(tmp))
-        os.replace(tmp, d / "tensors.safetensors")
+        save_file(clean, name)
+        return Path(name)
 
     def load_run(self, run_id: str, *, tensors: bool = True) -> Result:
         with self._connect() as con:
@@ -243,9 +288,16 @@ class Store:
         loaded: dict[str, torch.Tensor] = {}
         path = self.run_dir(run_id) / "tensors.safetensors"
         if tensors and path.exists():
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
-            loaded = load_file(str(path))
+            try:
+                loaded = load_file(str(path))
+            except (SafetensorError, OSError) as exc:
+                raise StoreError(
+                    f"run {run_id!r}: its tensors file {str(path)!r} is unreadable ({exc}); "
+                    "load_run(..., tensors=False) reads the rest"
+                ) from None
         return Result(
             summary=json.loads(summary),
             records=records,
@@ -304,7 +356,7 @@ class Store:
     ) -> int:
         """Store one evaluation (all claims of one experiment over ``run_ids``); returns its id."""
         now = time.time()
-        with self._connect() as con:
+        with self._connect(write=True) as con:  # the new id and its rows under one lock
             row = con.execute("SELECT COALESCE(MAX(evaluation), 0) + 1 FROM verdicts").fetchone()
             ev = int(row[0])
             con.executemany(

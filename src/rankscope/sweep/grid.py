@@ -22,11 +22,17 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
         if "=" not in item:
             raise ValueError(f"grid item {item!r} must look like key=v1,v2")
         key, raw = item.split("=", 1)
+        key = key.strip()
         sep = ";" if ";" in raw else ","
         values = [v.strip() for v in raw.split(sep) if v.strip()]
         if not values:
             raise ValueError(f"grid item {item!r} has no values")
-        grid[key.strip()] = values
+        if key in grid:
+            raise ValueError(f"grid key {key!r} is given twice; list its values once: {key}=v1,v2")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"grid item {item!r} repeats the value(s) {repeated}")
+        grid[key] = values
     return grid
 
 

@@ -196,7 +196,7 @@ def run_jobs(
 ) -> list[str]:
     """Compute the jobs not already in ``store`` and save each as it finishes."""
     done = store.finished(j.run_id for j in jobs)
-    todo = [j for j in jobs if j.run_id not in done]
+    todo = list({j.run_id: j for j in jobs if j.run_id not in done}.values())  # each once
     on_event("plan", {"total": len(jobs), "cached": len(jobs) - len(todo)})
     executor = executor or InlineExecutor()
     inline = isinstance(executor, InlineExecutor)
@@ -306,8 +306,10 @@ def plan_jobs(
         config = apply_overrides(config, overrides)
     n = exp.default_seeds(preset) if seeds is None else seeds
     seed_list = list(range(n)) if isinstance(n, int) else [int(s) for s in n]
-    if not seed_list:
-        raise ValueError("seeds must name at least one seed")
+    if not seed_list or min(seed_list) < 0:
+        raise ValueError(
+            f"seeds must be a count >= 1 or a non-empty list of seeds >= 0, got {seeds!r}"
+        )
     return make_jobs(exp, config, seed_list, preset_label(preset, overrides), device)
 
 

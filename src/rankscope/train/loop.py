@@ -20,6 +20,7 @@ status ``"diverged"`` (``on_diverge="stop"``).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -134,16 +135,16 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: di
 def _check_args(optimizer, lr, steps, data, batch_size, l2, l2_params, on_diverge):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}")
-    if not isinstance(lr, int | float) or not lr > 0:
-        raise ValueError(f"lr must be a positive float, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite float > 0, got {lr!r}")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if optimizer == "sgd" and (data is None or batch_size is None):
         raise ValueError("optimizer='sgd' needs data= and batch_size=; use 'gd' for full batch")
     if optimizer in ("gd", "lbfgs") and batch_size is not None:
         raise ValueError(f"optimizer={optimizer!r} is full-batch; got batch_size={batch_size}")
-    if not l2 >= 0:
-        raise ValueError(f"l2 must be >= 0, got {l2!r}")
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not 0 <= l2 < math.inf:
+        raise ValueError(f"l2 must be a finite float >= 0, got {l2!r}")
     if l2_params not in ("weights", "all"):
         raise ValueError(f"l2_params must be 'weights' or 'all', got {l2_params!r}")
     if on_diverge not in ("raise", "stop"):
