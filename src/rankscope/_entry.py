@@ -8,13 +8,22 @@ import sys
 def main() -> None:
     from rankscope import threads
 
-    n = threads.requested_threads(default=1)
+    try:
+        n = threads.requested_threads(default=1)
+    except ValueError as exc:
+        sys.stderr.write(f"rankscope: {exc}\n")
+        raise SystemExit(2) from None
     for i, arg in enumerate(sys.argv):
+        raw = None
         if arg == "--threads" and i + 1 < len(sys.argv):
-            n = int(sys.argv[i + 1]) if sys.argv[i + 1].isdigit() else n
+            raw = sys.argv[i + 1]
         elif arg.startswith("--threads="):
-            val = arg.split("=", 1)[1]
-            n = int(val) if val.isdigit() else n
+            raw = arg.split("=", 1)[1]
+        if raw is not None:
+            if not raw.isdigit() or int(raw) < 1:
+                sys.stderr.write(f"rankscope: --threads must be an integer >= 1, got {raw!r}\n")
+                raise SystemExit(2)
+            n = int(raw)
     threads.set_blas_env(n)
     threads.set_threads(n)
     from rankscope.cli import app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -45,3 +48,26 @@ def test_round_trip():
     assert config_from_dict(C, config_to_dict(c)) == c
     with pytest.raises(ValueError, match="unknown config key"):
         config_from_dict(C, {"nope": 1})
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_refused(raw):
+    with pytest.raises(ValueError, match="expected a finite float"):
+        apply_overrides(C(), [f"lr={raw}"])
+
+
+def test_bad_thread_counts_exit_2_with_a_message():
+    for args, env in (
+        (["--threads", "0", "list"], {}),
+        (["--threads=x", "list"], {}),
+        (["list"], {"RANKSCOPE_THREADS": "-1"}),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "rankscope", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=120,
+        )
+        assert out.returncode == 2, out.stderr
+        assert "rankscope:" in out.stderr and "Traceback" not in out.stderr

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -102,9 +103,12 @@ def parse_value(raw: Any, tp: Any, key: str) -> Any:
         if isinstance(raw, bool):
             raise ValueError(f"{key}: expected a float, got bool {raw!r}")
         try:
-            return float(raw)
+            value = float(raw)
         except (TypeError, ValueError):
             raise ValueError(f"{key}: expected a float, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{key}: expected a finite float, got {raw!r}")
+        return value
     if tp is str:
         return str(raw)
     raise TypeError(f"{key}: unsupported config field type {tp}")
