@@ -213,6 +213,7 @@ def write_run_report(store: Store, run_id: str) -> Path:
 def write_index(store: Store) -> Path:
     """``<store>/report/index.html``: every evaluated (experiment, preset) with its verdicts."""
     rows = []
+    experiments = all_experiments()
     for exp_id, preset in store.evaluated():
         latest = store.latest_verdicts(exp_id, preset)
         if latest is None:
@@ -227,13 +228,19 @@ def write_index(store: Store) -> Path:
             if page.exists()
             else html.escape(exp_id)
         )
+        exp = experiments.get(exp_id)
+        title = html.escape(exp.title) if exp else ""
+        soft_fail = sum(c["verdict"] == "fail" and not c.get("hard", True) for c in claims)
+        fails = f"{counts['fail']}" + (f" ({soft_fail} trend)" if soft_fail else "")
         rows.append(
-            f"<tr><td>{link}</td><td>{html.escape(preset)}</td><td class='num'>{len(run_ids)}</td>"
-            f"<td class='pass num'>{counts['pass']}</td><td class='fail num'>{counts['fail']}</td>"
+            f"<tr><td>{link}</td><td>{title}</td><td>{html.escape(preset)}</td>"
+            f"<td class='num'>{len(run_ids)}</td>"
+            f"<td class='pass num'>{counts['pass']}</td><td class='fail num'>{fails}</td>"
             f"<td class='inconclusive num'>{counts['inconclusive']}</td></tr>"
         )
     head = (
-        "<tr><th>experiment</th><th>preset</th><th>runs</th><th>pass</th><th>fail</th>"
+        "<tr><th>experiment</th><th>what it shows</th><th>preset</th><th>runs</th><th>pass</th>"
+        "<th>fail</th>"
         "<th>inconclusive</th></tr>"
     )
     body = (
