@@ -19,7 +19,13 @@ from torch import nn
 from rankscope.experiments.base import Diverged
 from rankscope.train.group_rmsprop import GroupRMSprop
 
-__all__ = ["CompletionFit", "fit_completion", "observed_split", "rise_steps"]
+__all__ = [
+    "CompletionFit",
+    "fit_completion",
+    "fit_tracking_norms",
+    "observed_split",
+    "rise_steps",
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,56 @@ def fit_completion(
         (losses * active).sum().backward()  # finished members get zero gradients
         opt.step()
     return fits  # type: ignore[return-value]
+
+
+def fit_tracking_norms(
+    model: nn.Module,
+    target: torch.Tensor,
+    observed: torch.Tensor,
+    unobserved: torch.Tensor,
+    cfg,
+    ctx,
+    labels: list[str],
+    *,
+    norm_name: str,
+    component_norms: Callable[[], torch.Tensor],
+    progress_share: float,
+    extra_log: Callable[[int, int], None] | None = None,
+) -> tuple[list[CompletionFit], list[np.ndarray], list[np.ndarray]]:
+    """:func:`fit_completion` with every member's component norms tracked and logged.
+
+    ``component_norms()`` -> (M, R) is logged as the vector ``norm_name``, with ``train_loss``
+    and ``unobserved_error``, under each member's label; ``extra_log(step, k)`` may log more.
+    ``cfg`` supplies lr, max_steps, stop_loss and log_every. Returns the fits and, per member,
+    the logged steps (S,) and norms (S, R).
+    """
+    steps: list[list[int]] = [[] for _ in labels]
+    norms: list[list[np.ndarray]] = [[] for _ in labels]
+
+    def on_log(step: int, losses, errors, live) -> None:
+        nrm = component_norms()
+        for k in torch.nonzero(live).ravel().tolist():
+            steps[k].append(step)
+            norms[k].append(nrm[k].numpy())
+            ctx.log.log_vector(norm_name, nrm[k], step=step, layer=labels[k])
+            ctx.log.log("train_loss", losses[k], step=step, layer=labels[k])
+            ctx.log.log("unobserved_error", errors[k], step=step, layer=labels[k])
+            if extra_log is not None:
+                extra_log(step, k)
+        ctx.progress(progress_share * step / cfg.max_steps)
+
+    fits = fit_completion(
+        model,
+        target,
+        observed,
+        unobserved,
+        lr=cfg.lr,
+        max_steps=cfg.max_steps,
+        stop_loss=cfg.stop_loss,
+        log_every=cfg.log_every,
+        on_log=on_log,
+    )
+    return fits, [np.array(s) for s in steps], [np.stack(n) for n in norms]
 
 
 def rise_steps(steps: np.ndarray, norms: np.ndarray, top: int) -> list[int]:

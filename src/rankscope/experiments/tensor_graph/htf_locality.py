@@ -17,7 +17,7 @@ import torch
 
 from rankscope.experiments.base import Claim, Experiment, Result, RunContext, check
 from rankscope.experiments.tensor_graph.completion import (
-    fit_completion,
+    fit_tracking_norms,
     observed_split,
     rise_steps,
 )
@@ -91,41 +91,36 @@ def _htf1(cfg: Config, ctx: RunContext) -> tuple[list[dict], list[float]]:
         members=len(stds),
         generator=ctx.child_generator(11),
     )
-    steps: list[list[int]] = [[] for _ in stds]
-    norms: list[list[np.ndarray]] = [[] for _ in stds]
+    current: dict[str, torch.Tensor] = {}
 
-    def on_log(step: int, losses, errors, live) -> None:
-        lc = model.local_component_norms()[:, 0]  # root node, (M, R_L)
+    def root_norms() -> torch.Tensor:
         with torch.no_grad():
-            full = model.full()
-        for k in torch.nonzero(live).ravel().tolist():
-            steps[k].append(step)
-            norms[k].append(lc[k].numpy())
-            ctx.log.log_vector("local_component_norm", lc[k], step=step, layer=labels[k])
-            ctx.log.log("train_loss", losses[k], step=step, layer=labels[k])
-            ctx.log.log("unobserved_error", errors[k], step=step, layer=labels[k])
-            for name, rows in (("erank_12|34", [0, 1]), ("erank_13|24", [0, 2])):
-                ctx.log.log(
-                    name, matricization_effective_rank(full[k], rows), step=step, layer=labels[k]
-                )
-        ctx.progress(0.4 * step / cfg.max_steps)
+            current["full"] = model.full()  # read by erank_log at this logging step
+        return model.local_component_norms()[:, 0]  # root node, (M, R_L)
 
-    fits = fit_completion(
+    def erank_log(step: int, k: int) -> None:
+        for name, rows in (("erank_12|34", [0, 1]), ("erank_13|24", [0, 2])):
+            value = matricization_effective_rank(current["full"][k], rows)
+            ctx.log.log(name, value, step=step, layer=labels[k])
+
+    fits, steps, norms = fit_tracking_norms(
         model,
         target,
         obs,
         unobs,
-        lr=cfg.lr,
-        max_steps=cfg.max_steps,
-        stop_loss=cfg.stop_loss,
-        log_every=cfg.log_every,
-        on_log=on_log,
+        cfg,
+        ctx,
+        labels,
+        norm_name="local_component_norm",
+        component_norms=root_norms,
+        progress_share=0.4,
+        extra_log=erank_log,
     )
     with torch.no_grad():
         full = model.full()
     out = []
     for k, (std, fit) in enumerate(zip(stds, fits)):
-        nrm = np.stack(norms[k])
+        nrm = norms[k]
         out.append(
             {
                 "init": float(std),
@@ -133,7 +128,7 @@ def _htf1(cfg: Config, ctx: RunContext) -> tuple[list[dict], list[float]]:
                 "steps": fit.steps,
                 "final_loss": fit.final_loss,
                 "top_local_norms": sorted((float(x) for x in nrm[-1]), reverse=True)[:5],
-                "rise_steps": rise_steps(np.array(steps[k]), nrm, max(2, cfg.target_widths[-1])),
+                "rise_steps": rise_steps(steps[k], nrm, max(2, cfg.target_widths[-1])),
                 "erank_12|34": matricization_effective_rank(full[k], [0, 1]),
                 "erank_13|24": matricization_effective_rank(full[k], [0, 2]),
             }

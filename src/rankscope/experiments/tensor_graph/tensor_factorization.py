@@ -17,7 +17,7 @@ import torch
 
 from rankscope.experiments.base import Claim, Diverged, Experiment, Result, RunContext, check
 from rankscope.experiments.tensor_graph.completion import (
-    fit_completion,
+    fit_tracking_norms,
     observed_split,
     rise_steps,
 )
@@ -88,31 +88,19 @@ def _completion(cfg: Config, ctx: RunContext, target, stds, tag: int, labels: li
         members=len(stds),
         generator=ctx.child_generator(tag + 1),
     )
-    steps: list[list[int]] = [[] for _ in stds]
-    norms: list[list[np.ndarray]] = [[] for _ in stds]
-
-    def on_log(step: int, losses, errors, live) -> None:
-        nrm = model.component_norms()  # (M, R)
-        for k in torch.nonzero(live).ravel().tolist():
-            steps[k].append(step)
-            norms[k].append(nrm[k].numpy())
-            ctx.log.log_vector("component_norm", nrm[k], step=step, layer=labels[k])
-            ctx.log.log("train_loss", losses[k], step=step, layer=labels[k])
-            ctx.log.log("unobserved_error", errors[k], step=step, layer=labels[k])
-        ctx.progress(0.45 * step / cfg.max_steps)
-
-    fits = fit_completion(
+    fits, steps, norms = fit_tracking_norms(
         model,
         target,
         obs,
         unobs,
-        lr=cfg.lr,
-        max_steps=cfg.max_steps,
-        stop_loss=cfg.stop_loss,
-        log_every=cfg.log_every,
-        on_log=on_log,
+        cfg,
+        ctx,
+        labels,
+        norm_name="component_norm",
+        component_norms=model.component_norms,
+        progress_share=0.45,
     )
-    return model, fits, [np.array(s) for s in steps], [np.stack(n) for n in norms]
+    return model, fits, steps, norms
 
 
 def _tc1(cfg: Config, ctx: RunContext) -> list[dict]:
