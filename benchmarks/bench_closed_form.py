@@ -10,8 +10,9 @@ same loss as a plain function. Candidates, written out here:
 1. **end-to-end losses** C(A), A = W_L⋯W_1 (the linear family): ∂C/∂A by autograd on A
    alone, then ∂C/∂W_ℓ = (W_L⋯W_{ℓ+1})ᵀ (∂C/∂A) (W_{ℓ−1}⋯W_1)ᵀ from the prefix products
    (what ``experiments/linear/_dln.py`` does by hand);
-2. **supervised losses** on DLN / ReLU-MLP ensembles (``SupervisedLoss`` before issue 8):
-   the output gradient in closed form, then a chain of ``bmm`` back through the layers.
+2. **supervised losses** on DLN / ReLU-MLP ensembles: ``rankscope.train.SupervisedLoss``,
+   the output gradient in closed form, then a chain of ``bmm`` back through the layers
+   (``loss_and_grads`` of :mod:`rankscope.models.ensembles`; kept: see docs/decisions.md).
 
 Workloads (float64 for the linear family, as the experiments): saddle-to-saddle (E = 5 init
 scales, d = 20, width 100, depths 2/3/4, ½‖A − A*‖², with and without the per-step
@@ -20,13 +21,15 @@ widths 50/200/800, ½Σ_obs), sgd-rank-jumps (E = 10, d = 20, depth 4, width 20,
 observed entries, λ‖θ‖²), schatten-l2 (one network, d = 10, width 10, depths 2/3/4,
 ½‖A − Y‖² + λ‖θ‖²), and the collapse family's MLP ensembles (sgd-weight-decay-rank: 6
 members 64-100-100-100-10 float32, SGD batches 4/32/256; a DLN regression ensemble).
-Reported: per-step time of each side (best of ``repeats`` interleaved runs; the machine is
-shared) and the ratio autograd / closed form, plus the largest parameter difference.
+Reported: per-step time of each side (the fastest step of ``repeats`` interleaved runs, timed
+by a callback at every step: on a shared machine a preempted step is slower, never faster)
+and the ratio autograd / closed form, plus the largest parameter difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -36,7 +39,7 @@ import torch
 from rankscope.metrics import singular_values
 from rankscope.models import DeepLinear, DeepLinearEnsemble, MLPEnsemble
 from rankscope.threads import requested_threads, set_threads
-from rankscope.train import cross_entropy, mse, train
+from rankscope.train import SupervisedLoss, cross_entropy, mse, train
 
 F64 = torch.float64
 
@@ -83,84 +86,56 @@ class EndToEnd:
         return c.detach(), _factor_gradients(ws, g, pre)
 
 
-# ---- candidate 2: supervised losses (the pre-issue-8 SupervisedLoss closed form) ---------
-
-
-class Supervised:
-    """loss(model, (x, y)) = mse/cross-entropy; the backward by hand (DLN or ReLU MLP)."""
-
-    def __init__(self, name: str, relu: bool) -> None:
-        self.name, self.relu = name, relu
-        self.fn = mse if name == "mse" else cross_entropy
-
-    def __call__(self, model, batch):
-        return self.fn(model(batch[0]), batch[1])
-
-    def _out_grad(self, out, target):
-        b = out.shape[-2]
-        if self.name == "mse":
-            r = out - target
-            return (r * r).flatten(-2).sum(-1) / b, r * (2.0 / b)
-        logp = torch.log_softmax(out, -1)
-        labels = target.expand(out.shape[:-1]).unsqueeze(-1)
-        loss = -logp.gather(-1, labels).squeeze(-1).mean(-1)
-        g = logp.exp()
-        g.scatter_add_(-1, labels, torch.full_like(labels, -1, dtype=g.dtype))
-        return loss, g / b
-
-    def value_and_grads(self, model, batch):
-        x, y = batch
-        ws = [w.detach() for w in model.weights]
-        e = ws[0].shape[0]
-        hs = [x if x.ndim == 3 else x.expand(e, *x.shape)]
-        for w in ws[:-1]:
-            z = torch.bmm(hs[-1], w.mT)
-            hs.append(z.relu_() if self.relu else z)
-        loss, g = self._out_grad(torch.bmm(hs[-1], ws[-1].mT), y)
-        grads = [g] * len(ws)
-        for ell in range(len(ws) - 1, -1, -1):
-            grads[ell] = torch.bmm(g.mT, hs[ell])
-            if ell:
-                g = torch.bmm(g, ws[ell])
-                if self.relu:
-                    g = g * (hs[ell] > 0)
-        return loss, grads
-
-
 # ---- timing ------------------------------------------------------------------------------
 
 
-def _time(make, loss_fn, repeats: int, **kw) -> tuple[float, torch.nn.Module]:
-    best, model = float("inf"), None
-    for _ in range(repeats):
-        model = make()
-        t0 = time.perf_counter()
-        train(model, loss_fn, **kw)
-        best = min(best, time.perf_counter() - t0)
-    return best, model
+class _StepTimer:
+    """A callback at every step: the time between consecutive calls is one step."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def __call__(self, state) -> None:
+        self.marks.append(time.perf_counter())
+
+    def best(self) -> float:
+        return min(b - a for a, b in itertools.pairwise(self.marks))
+
+
+def _run(make, loss_fn, kw) -> tuple[float, torch.nn.Module]:
+    """The least disturbed step time of one run (the machine is shared: preempted steps are
+    slower, never faster) and the trained model."""
+    model, timer = make(), _StepTimer()
+    kw = {**kw, "log_at": 1, "callbacks": [*kw.get("callbacks", ()), timer]}
+    if "generator" in kw:  # a fresh batch stream per run: both sides see the same batches
+        kw["generator"] = _gen(kw["generator"])
+    train(model, loss_fn, **kw)
+    return timer.best(), model
 
 
 def compare(name: str, make, closed, autograd, steps: int, repeats: int, **kw) -> dict:
-    """Per-step times of both sides (interleaved) and the largest parameter difference."""
+    """Per-step times of both sides (best step over ``repeats`` interleaved runs) and the
+    largest relative parameter difference between the two trained models."""
     t_closed = t_auto = float("inf")
     for _ in range(repeats):
-        tc, m_closed = _time(make, closed, 1, steps=steps, **kw)
-        ta, m_auto = _time(make, autograd, 1, steps=steps, **kw)
+        tc, m_closed = _run(make, closed, {"steps": steps, **kw})
+        ta, m_auto = _run(make, autograd, {"steps": steps, **kw})
         t_closed, t_auto = min(t_closed, tc), min(t_auto, ta)
     diff = max(
         float((a.detach() - b.detach()).abs().max() / b.detach().abs().max())
-        for a, b in zip(m_closed.parameters(), m_auto.parameters())
+        for a, b in zip(m_closed.parameters(), m_auto.parameters(), strict=True)
     )
     out = {
         "workload": name,
-        "closed_us_per_step": 1e6 * t_closed / steps,
-        "autograd_us_per_step": 1e6 * t_auto / steps,
+        "closed_us_per_step": 1e6 * t_closed,
+        "autograd_us_per_step": 1e6 * t_auto,
         "ratio": t_auto / t_closed,
         "max_rel_param_diff": diff,
     }
     print(
-        f"{name:58s} closed {out['closed_us_per_step']:8.0f} us/step, autograd "
-        f"{out['autograd_us_per_step']:8.0f} us/step -> {out['ratio']:.2f}x  (diff {diff:.1e})"
+        f"{name:62s} closed {out['closed_us_per_step']:7.0f} us/step, autograd "
+        f"{out['autograd_us_per_step']:7.0f} us/step -> {out['ratio']:.2f}x  (diff {diff:.0e})",
+        flush=True,
     )
     return out
 
@@ -203,7 +178,6 @@ def saddle_to_saddle(steps: int, repeats: int) -> list[dict]:
                     steps,
                     repeats,
                     lr=lr,
-                    log_at=1 if cbs else None,
                     callbacks=cbs,
                 )
             )
@@ -285,7 +259,7 @@ def collapse(steps: int, repeats: int) -> list[dict]:
     x = torch.randn(1438, 64, generator=g)
     y = torch.randint(10, (1438,), generator=g)
     dims = [64, 100, 100, 100, 10]
-    closed = Supervised("cross_entropy", relu=True)
+    closed = SupervisedLoss("cross_entropy")
     auto = lambda m, b: cross_entropy(m(b[0]), b[1])  # noqa: E731
     out = []
     for b in (4, 32, 256):
@@ -306,7 +280,7 @@ def collapse(steps: int, repeats: int) -> list[dict]:
                 data=(x, y),
                 batch_size=b,
                 batches="shared",
-                generator=_gen(10),
+                generator=10,
                 l2=1e-3,
             )
         )
@@ -320,7 +294,7 @@ def collapse(steps: int, repeats: int) -> list[dict]:
         compare(
             "DLN regression E=64 depth 4 width 10 N=64 f32 (bench_ensemble)",
             make_dln,
-            Supervised("mse", relu=False),
+            SupervisedLoss("mse"),
             lambda m, b: mse(m(b[0]), b[1]),
             steps,
             repeats,
@@ -331,17 +305,29 @@ def collapse(steps: int, repeats: int) -> list[dict]:
     return out
 
 
+GROUPS = {
+    "saddle": saddle_to_saddle,
+    "completion": gamma_completion,
+    "sgd-rank-jumps": sgd_rank_jumps,
+    "schatten": schatten,
+    "collapse": collapse,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved runs per side")
+    parser.add_argument("--only", nargs="+", choices=sorted(GROUPS), help="some workloads only")
     args = parser.parse_args()
     set_threads(requested_threads())
-    steps, repeats = (50, 2) if args.quick else (200, 3)
+    steps, repeats = (20, 2) if args.quick else (60, 4)
+    repeats = args.repeats or repeats
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     res = []
-    for fn in (saddle_to_saddle, gamma_completion, sgd_rank_jumps, schatten, collapse):
-        res += fn(steps, repeats)
+    for name in args.only or GROUPS:
+        res += GROUPS[name](steps, repeats)
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as fh:

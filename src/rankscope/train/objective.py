@@ -10,7 +10,9 @@ parameter. A spec written as (λ/2)Σ‖W‖² passes ``l2=λ/2``; torch's ``wei
 
 A ``loss_fn`` may also give its own gradients: an object with
 ``value_and_grads(model, batch) -> (data losses (E,), [∂(Σ_e loss_e)/∂p for p in params])``
-is used without autograd (a closed-form backward; see ``benchmarks/bench_closed_form.py``).
+(and optionally ``has_closed_form(model) -> bool``) is used without autograd when every
+parameter of the model trains: :class:`~rankscope.train.losses.SupervisedLoss` on DLN /
+ReLU-MLP ensembles (see ``benchmarks/bench_closed_form.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Objective:
         else:
             self.l2 = float(l2)
             self.has_l2 = self.l2 != 0
-        self.closed_form = callable(getattr(loss_fn, "value_and_grads", None))
+        self.closed_form = _closed_form(loss_fn, subject, params)
 
     def _penalty(self) -> torch.Tensor:
         if self.stacked:
@@ -88,3 +90,13 @@ class Objective:
             grads[i].add_(l2 * p, alpha=2.0)
         loss = data_loss + self.l2 * self._penalty()
         return loss.reshape(self.size), data_loss.reshape(self.size), grads
+
+
+def _closed_form(loss_fn, subject, params) -> bool:
+    if not callable(getattr(loss_fn, "value_and_grads", None)):
+        return False
+    supports = getattr(loss_fn, "has_closed_form", None)
+    if supports is not None and not supports(subject):
+        return False
+    every = list(subject.parameters()) if hasattr(subject, "parameters") else params
+    return len(params) == len(every)
