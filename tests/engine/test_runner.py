@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from rankscope.experiments.base import Claim, RunContext, check
-from rankscope.experiments.claims import evaluate_claim
+from rankscope.experiments.claims import ClaimError, evaluate_claim
 from rankscope.experiments.registry import get_experiment
 from rankscope.results import Result
 from rankscope.store import Store
