@@ -39,7 +39,6 @@ from torch import nn
 from rankscope.records import RecordLog
 from rankscope.train.batched_optim import check_lr_vector
 from rankscope.train.batches import BatchSampler, as_data, take
-from rankscope.train.errors import Diverged
 from rankscope.train.members import Members
 from rankscope.train.methods import METHODS, make_method
 from rankscope.train.objective import Objective
@@ -114,8 +113,7 @@ def train(
     logs = _logs(log, size, stacked)
     log_steps_ = resolve_log_at(log_at, steps)
     names = [n for n, _ in named_weights(subject, stacked=stacked)]
-    members = Members(size, step_offset + steps)
-    raise_on_diverge = on_diverge == "raise"
+    members = Members(size, step_offset + steps, raise_on_diverge=on_diverge == "raise")
     module = subject if isinstance(subject, nn.Module) else None  # what callbacks see as model
     start = time.perf_counter()
 
@@ -126,7 +124,7 @@ def train(
         losses, data_losses = method.losses(batch, step in log_steps_)  # (E,) each
         if losses is not None:  # (None: L-BFGS off the logging steps evaluates its own)
             members.observe(at, losses)  # the one divergence check: NaN/Inf freezes a member
-        if members.n_active == 0 or (raise_on_diverge and members.n_diverged):
+        if members.finished:  # every member frozen, or one diverged under on_diverge="raise"
             break
         if step in log_steps_:
             state = TrainState(
@@ -145,16 +143,14 @@ def train(
         seen = method.advance(losses, batch, members.mask(), (step, next_step))
         if seen is not None:  # L-BFGS: the objective at the parameters it started from
             members.observe(at, seen)
-            if members.n_active == 0 or (raise_on_diverge and members.n_diverged):
+            if members.finished:
                 break
 
     wall = time.perf_counter() - start
     extra = method.finish(batch)  # the flow's trajectory
     result = members.result(step, logs, stacked=stacked, step_offset=step_offset, wall_time=wall,
                             **extra)  # fmt: skip
-    if raise_on_diverge and members.n_diverged:
-        e, at, value = members.first_divergence()
-        raise Diverged(at, "loss" if size == 1 else f"loss of member {e}", value)
+    members.raise_if_diverged()  # on_diverge="raise": Diverged at the first NaN/Inf
     return result
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from rankscope.records import RecordLog
+from rankscope.train.errors import Diverged
 from rankscope.train.state import TrainResult, TrainState
 
 __all__ = ["Members"]
@@ -19,8 +20,8 @@ __all__ = ["Members"]
 class Members:
     """E members, all active at first; frozen ones keep their parameters and step."""
 
-    def __init__(self, size: int, steps: int) -> None:
-        self.size, self.steps = size, steps
+    def __init__(self, size: int, steps: int, *, raise_on_diverge: bool = False) -> None:
+        self.size, self.steps, self.raise_on_diverge = size, steps, raise_on_diverge
         self.active = torch.ones(size, dtype=torch.bool)
         self.n_active, self.all_active = size, True
         self.diverged: list[int | None] = [None] * size
@@ -53,10 +54,18 @@ class Members:
     def n_diverged(self) -> int:
         return sum(d is not None for d in self.diverged)
 
-    def first_divergence(self) -> tuple[int, int, float]:
-        """(member, step, value) of the earliest divergence."""
+    @property
+    def finished(self) -> bool:
+        """No member left, or one diverged and the run raises."""
+        return self.n_active == 0 or (self.raise_on_diverge and self.n_diverged > 0)
+
+    def raise_if_diverged(self) -> None:
+        """Under ``raise_on_diverge``: :class:`Diverged` at the earliest divergence."""
+        if not (self.raise_on_diverge and self.n_diverged):
+            return
         e = min((d, e) for e, d in enumerate(self.diverged) if d is not None)[1]
-        return e, self.diverged[e], float(self.seen[e])
+        what = "loss" if self.size == 1 else f"loss of member {e}"
+        raise Diverged(self.diverged[e], what, float(self.seen[e]))
 
     def mask(self) -> torch.Tensor | None:
         """The active mask, or None when every member is active (the fast path)."""
