@@ -39,16 +39,17 @@ class Members:
 
     def observe(self, step: int, losses: torch.Tensor) -> None:
         """Freeze members whose objective is NaN/Inf; one host sync when all are finite."""
-        losses = losses.detach()
-        if self.last is None:
-            self.last = torch.full_like(losses, torch.nan)
-            self.seen = self.last.clone()
+        if losses.requires_grad:
+            losses = losses.detach()
+        if self.all_active and bool(torch.isfinite(losses).all()):
+            self.seen = self.last = losses  # the fast path: nothing to mask
+            return
+        nan = torch.full_like(losses, torch.nan)
         keep = self.active.to(losses.device)
-        self.seen = losses if self.all_active else torch.where(keep, losses, self.seen)
-        if not self.all_active or not bool(torch.isfinite(losses).all()):
-            self._freeze(~torch.isfinite(losses).cpu(), step, self.diverged)
-            keep = self.active.to(losses.device)
-        self.last = losses if self.all_active else torch.where(keep, losses, self.last)
+        self.seen = torch.where(keep, losses, nan if self.seen is None else self.seen)
+        self._freeze(~torch.isfinite(losses).cpu(), step, self.diverged)
+        keep = self.active.to(losses.device)
+        self.last = torch.where(keep, losses, nan if self.last is None else self.last)
 
     @property
     def n_diverged(self) -> int:

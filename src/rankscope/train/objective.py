@@ -65,7 +65,11 @@ class Objective:
             self.loss_fn(subject) if batch is None else self.loss_fn(subject, batch)
         )
         loss = data_loss + self.l2 * self._penalty() if self.has_l2 else data_loss
-        return loss.reshape(self.size), data_loss.reshape(self.size)
+        return self._shaped(loss), self._shaped(data_loss)
+
+    def _shaped(self, t: torch.Tensor) -> torch.Tensor:
+        """(E,): a single model's scalar as (1,); an ensemble's (E,) as it is."""
+        return t if self.stacked else t.reshape(1)
 
     @torch.no_grad()
     def with_grads(self, batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -82,14 +86,14 @@ class Objective:
                 f"value_and_grads gave {len(grads)} gradients for {len(self.params)} parameters"
             )
         if not self.has_l2:
-            return data_loss.reshape(self.size), data_loss.reshape(self.size), list(grads)
+            return self._shaped(data_loss), self._shaped(data_loss), list(grads)
         grads = list(grads)
         for i in self._penalized_at:
             p = self.params[i]
             l2 = self.l2.view(-1, *([1] * (p.ndim - 1))) if self.stacked else self.l2
             grads[i].add_(l2 * p, alpha=2.0)
         loss = data_loss + self.l2 * self._penalty()
-        return loss.reshape(self.size), data_loss.reshape(self.size), grads
+        return self._shaped(loss), self._shaped(data_loss), grads
 
 
 def _closed_form(loss_fn, subject, params) -> bool:
