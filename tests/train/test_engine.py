@@ -16,9 +16,11 @@ from rankscope.train import (
     Diverged,
     GroupRMSprop,
     LogLoss,
+    SupervisedLoss,
     TrainState,
     gradient_flow,
     half_sse,
+    mse,
     train,
 )
 
@@ -171,6 +173,29 @@ def test_group_rmsprop_through_the_engine_for_one_and_many() -> None:
         one = _single([4, 5, 3], e)
         train(one, loss1, optimizer=lambda p: GroupRMSprop(p, lr=0.01), steps=30)
         assert_close(ens.member(e).product().detach(), one.product().detach(), **F64)
+
+
+@pytest.mark.parametrize("closed_form", [False, True])
+def test_a_torch_optimizer_leaves_frozen_members_alone(closed_form) -> None:
+    """Member 1 diverges under torch's SGD (one lr for all, from the factory): it is frozen with
+    zero gradients (also when the loss brings its own, SupervisedLoss), so every member equals
+    its independent run, the frozen one at the step where it diverged."""
+    x = torch.randn(16, 3, generator=_gen(0), dtype=torch.float64)
+    data = (x, torch.full((16, 3), 3.0, dtype=torch.float64))
+    loss = SupervisedLoss("mse") if closed_form else (lambda m, b: mse(m(b[0]), b[1]))
+    sig = [0.5, 5.0, 0.5]
+    ens = DeepLinearEnsemble(
+        [3, 4, 3], sigma=sig, generators=[_gen(s) for s in SEEDS], dtype=torch.float64
+    )
+    sgd = lambda p: torch.optim.SGD(p, lr=0.05)  # noqa: E731
+    res = train(ens, loss, optimizer=sgd, steps=40, data=data, on_diverge="stop")
+    assert res.status == ["completed", "diverged", "completed"]
+    for e in range(3):
+        one = DeepLinear([3, 4, 3], sigma=sig[e], generator=_gen(SEEDS[e]), dtype=torch.float64)
+        single = train(one, loss, optimizer=sgd, steps=40, data=data, on_diverge="stop")
+        assert single.status == res.status[e] and single.diverged_step == res.diverged_step[e]
+        for w_stack, w in zip(ens.weights, one.weights, strict=True):
+            torch.testing.assert_close(w_stack[e].detach(), w.detach(), **F64)
 
 
 def test_lbfgs_and_flow_refuse_an_ensemble_clearly() -> None:

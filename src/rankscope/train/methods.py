@@ -75,10 +75,15 @@ class Discrete(_Method):
             losses.sum().backward()
         else:  # frozen members: their NaN losses must not reach the sum
             torch.where(active.to(losses.device), losses, 0.0).sum().backward()
-        if self.batched:
+        if self.batched:  # per-member optimizers skip frozen members themselves
             self.optimizer.step(active)
-        else:
-            self.optimizer.step()
+            return None
+        if active is not None:  # a torch optimizer cannot: frozen members get zero gradients
+            for p in self.params:
+                if p.grad is not None:
+                    mask = active.to(p.device).view(-1, *([1] * (p.ndim - 1)))
+                    p.grad = torch.where(mask, p.grad, 0.0)
+        self.optimizer.step()
         return None
 
 
