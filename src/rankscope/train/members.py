@@ -23,7 +23,7 @@ class Members:
     def __init__(self, size: int, steps: int, *, raise_on_diverge: bool = False) -> None:
         self.size, self.steps, self.raise_on_diverge = size, steps, raise_on_diverge
         self.active = torch.ones(size, dtype=torch.bool)
-        self.n_active, self.all_active = size, True
+        self.n_active, self.all_active, self.n_diverged = size, True, 0
         self.diverged: list[int | None] = [None] * size
         self.stopped: list[int | None] = [None] * size
         self.last: torch.Tensor | None = None  # last finite objective per member
@@ -48,12 +48,9 @@ class Members:
         keep = self.active.to(losses.device)
         self.seen = torch.where(keep, losses, nan if self.seen is None else self.seen)
         self._freeze(~torch.isfinite(losses).cpu(), step, self.diverged)
+        self.n_diverged = sum(d is not None for d in self.diverged)
         keep = self.active.to(losses.device)
         self.last = torch.where(keep, losses, nan if self.last is None else self.last)
-
-    @property
-    def n_diverged(self) -> int:
-        return sum(d is not None for d in self.diverged)
 
     @property
     def finished(self) -> bool:
