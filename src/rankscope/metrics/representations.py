@@ -30,7 +30,7 @@ __all__ = [
 
 CONV_MODES = ("channelwise", "flatten")
 # Policies whose tolerance is eps-based: on the covariance route they act on λ (see below).
-_EPS_POLICIES = ("torch", "numpy", "weightwatcher", "feng")
+_EPS_POLICIES = ("torch", "numpy", "gram", "weightwatcher", "feng")
 
 
 class CovarianceAccumulator:
