@@ -22,9 +22,9 @@ def _ok(results: Sequence[Result]) -> list[Result]:
     return good
 
 
-def _lam_runs(res: Result, protocol: str) -> list[dict]:
-    runs = res.summary["protocols"].get(protocol, [])
-    return sorted((r for r in runs if r.get("layers")), key=lambda r: r["lam"])
+def _lam_runs(res: Result, protocol: str) -> list:
+    runs = getattr(res.summary, protocol)
+    return sorted((r for r in runs if r.layers), key=lambda r: r.lam)
 
 
 def _grid(nrows: int, ncols: int, width: float, height: float):
@@ -41,16 +41,16 @@ def _lam_colors(n: int):
 
 def _lam_color_map(res: Result) -> dict[float, tuple]:
     """One colour per λ across both protocols (ordered by λ)."""
-    lams = sorted({r["lam"] for p, *_ in _PROTOCOLS for r in _lam_runs(res, p)})
+    lams = sorted({r.lam for p, *_ in _PROTOCOLS for r in _lam_runs(res, p)})
     return dict(zip(lams, _lam_colors(len(lams))))
 
 
 # ------------------------------------------------------------------ neural-rank-collapse
 def _nrc_spectra(results: Sequence[Result]):
     res = _ok(results)[0]
-    k = res.summary["K"]
+    k = res.summary.K
     protocols = [p for p in _PROTOCOLS if _lam_runs(res, p[0])]
-    n_layers = len(_lam_runs(res, protocols[0][0])[0]["layers"])
+    n_layers = len(_lam_runs(res, protocols[0][0])[0].layers)
     fig, axes = _grid(len(protocols), n_layers, 3.3, 3.0)
     for row, (protocol, label, _, _) in enumerate(protocols):
         runs = _lam_runs(res, protocol)
@@ -58,15 +58,15 @@ def _nrc_spectra(results: Sequence[Result]):
         for col in range(n_layers):
             ax = axes[row, col]
             for run in runs:
-                color = colors[run["lam"]]
-                s = res.records.vector("sv", layer=f"{run['tag']}/W{col + 1}")
+                color = colors[run.lam]
+                s = res.records.vector("sv", layer=f"{run.tag}/W{col + 1}")
                 s = s / s[0] if s.size and s[0] > 0 else s
                 ax.plot(
                     np.arange(1, s.size + 1),
                     np.maximum(s, 1e-18),
                     color=color,
                     lw=1.4,
-                    label=f"λ = {run['lam']:g}",
+                    label=f"λ = {run.lam:g}",
                 )
             ax.axvline(k + 0.5, color="tab:red", ls="--", lw=1, label=f"K = {k}")
             ax.axhline(1e-2, color="0.5", ls=":", lw=1, label="rank threshold 1e-2")
@@ -87,9 +87,9 @@ def _nrc_tail(results: Sequence[Result]):
         runs = _lam_runs(res, protocol)
         if not runs:
             continue
-        lams = [r["lam"] for r in runs]
-        for i in range(len(runs[0]["layers"]) - 1):  # the last layer has rank ≤ K anyway
-            tails = [max(r["layers"][i]["rel_tail"], 1e-18) for r in runs]
+        lams = [r.lam for r in runs]
+        for i in range(len(runs[0].layers) - 1):  # the last layer has rank ≤ K anyway
+            tails = [max(r.layers[i].rel_tail, 1e-18) for r in runs]
             ax.plot(
                 lams,
                 tails,
@@ -110,9 +110,9 @@ def _nrc_tail(results: Sequence[Result]):
 def _bound_points(res: Result):
     groups = {"lbfgs": [], "adam": [], "mixtures": []}
     for protocol in ("lbfgs", "adam"):
-        groups[protocol] = [e for r in _lam_runs(res, protocol) for e in r["layers"]]
-    mixtures = res.summary.get("gmm", []) + res.summary.get("gmm_overlap", [])
-    groups["mixtures"] = [e for r in mixtures for e in r.get("layers", [])]
+        groups[protocol] = [e for r in _lam_runs(res, protocol) for e in r.layers]
+    mixtures = [*res.summary.gmm, *res.summary.gmm_overlap]
+    groups["mixtures"] = [e for r in mixtures for e in r.layers]
     return groups
 
 
@@ -127,9 +127,9 @@ def _nrc_bound(results: Sequence[Result]):
     for res in _ok(results):
         for key, entries in _bound_points(res).items():
             pts = [
-                (e["bound_op"], e["s_k1"], e["relative_residual"] < 0.05)
+                (e.bound.bound_op, e.bound.s_k1, e.relative_residual < 0.05)
                 for e in entries
-                if e["s_k1"] > 0 and e["bound_op"] > 0
+                if e.bound.s_k1 > 0 and e.bound.bound_op > 0
             ]
             if not pts:
                 continue
@@ -180,14 +180,14 @@ def _nrc_collapse(results: Sequence[Result]):
         ax = axes[0, col]
         for protocol, plabel, ls, marker in _PROTOCOLS:
             for run in _lam_runs(res, protocol):
-                vals = [e["nc_prev"][key] for e in run["layers"]]
+                vals = [getattr(e.nc_prev, key) for e in run.layers]
                 ax.plot(
                     range(len(vals)),
                     vals,
                     ls=ls,
                     marker=marker,
-                    color=_lam_color_map(res)[run["lam"]],
-                    label=f"λ = {run['lam']:g}, {plabel}",
+                    color=_lam_color_map(res)[run.lam],
+                    label=f"λ = {run.lam:g}, {plabel}",
                 )
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_yscale("log")
