@@ -202,35 +202,37 @@ def _nrc_collapse(results: Sequence[Result]):
 # ------------------------------------------------------------------ sgd-weight-decay-rank
 def _galanti_knobs(results: Sequence[Result]):
     res = _ok(results)[0]
-    layers = res.summary["layers"]
-    runs = [r for r in res.summary["runs"] if "rank" in r]
-    wds = sorted({r["weight_decay"] for r in runs})
-    lrs = sorted({r["lr"] for r in runs})
+    layers = res.summary.layers
+    runs = [r for r in res.summary.runs if r.finished]
+    wds = sorted({r.weight_decay for r in runs})
+    lrs = sorted({r.lr for r in runs})
     fig, axes = _grid(1, len(layers), 4.2, 3.8)
     colors = _lam_colors(len(wds))
     for col, layer in enumerate(layers):
         ax = axes[0, col]
+        full = runs[0].full_rank[layer]
         for wd, color in zip(wds, colors):
             for mu, ls, marker in zip(lrs, ("-", "--", ":"), ("o", "s", "^")):
                 sel = sorted(
-                    (r for r in runs if r["weight_decay"] == wd and r["lr"] == mu),
-                    key=lambda r: r["batch_size"],
+                    (r for r in runs if r.weight_decay == wd and r.lr == mu),
+                    key=lambda r: r.batch_size,
                 )
                 ax.plot(
-                    [r["batch_size"] for r in sel],
-                    [r["rank"][layer] for r in sel],
+                    [r.batch_size for r in sel],
+                    [r.rank[layer] for r in sel],
                     ls=ls,
                     marker=marker,
                     color=color,
                     label=f"λ = {wd:g}, μ = {mu:g}",
                 )
+        ax.axhline(0.9 * full, color="tab:red", ls="--", lw=1, label="0.9·full rank (λ = 0)")
         ax.set_xscale("log", base=2)
-        sizes = sorted({r["batch_size"] for r in runs})
+        sizes = sorted({r.batch_size for r in runs})
         ax.set_xticks(sizes, [str(b) for b in sizes])
-        ax.set_ylim(0, 1.05 * runs[0]["full_rank"][layer])
+        ax.set_ylim(0, 1.05 * full)
         ax.set_xlabel("batch size B (log)")
         ax.set_ylabel("rank, s_i > 1e-3·‖W‖_F")
-        ax.set_title(f"{layer} (full rank {runs[0]['full_rank'][layer]})", fontsize=9)
+        ax.set_title(f"{layer} (full rank {full})", fontsize=9)
     axes[0, -1].legend(fontsize=7)
     fig.suptitle("SGD + weight decay: rank vs batch size B, learning rate μ, weight decay λ")
     return fig, axes
@@ -239,19 +241,19 @@ def _galanti_knobs(results: Sequence[Result]):
 # ------------------------------------------------------------------ rank-diminishing
 def _feng_depth(results: Sequence[Result]):
     res = _ok(results)[0]
-    nets = res.summary["networks"]
+    nets = res.summary.networks
     fig, axes = _grid(1, len(nets), 3.6, 3.4)
     for col, net in enumerate(nets):
         ax = axes[0, col]
-        steps, ranks = res.records.matrix("jac_rank_torch", layer=net["tag"])  # (depth, input)
+        steps, ranks = res.records.matrix("jac_rank_torch", layer=net.tag)  # (depth, input)
         for b in range(ranks.shape[1]):
             ax.plot(steps, ranks[:, b], color="0.7", lw=0.6, alpha=0.6)
         q10, q50, q90 = np.nanquantile(ranks, [0.1, 0.5, 0.9], axis=1)
         ax.fill_between(steps, q10, q90, color="tab:blue", alpha=0.25, label="10-90% of inputs")
         ax.plot(steps, q50, color="tab:blue", lw=2, label="median")
-        if net["tag"].endswith("bottleneck"):
+        if net.tag.endswith("bottleneck"):
             ax.axhline(
-                res.summary["bottleneck_width"],
+                res.summary.bottleneck_width,
                 color="tab:red",
                 ls="--",
                 lw=1,
@@ -259,7 +261,7 @@ def _feng_depth(results: Sequence[Result]):
             )
         ax.set_xlabel("depth l (0 = input, last = logits)")
         ax.set_ylabel("rank $J_l(x)$, torch preset")
-        ax.set_title(f"{net['tag']} {net['dims']}", fontsize=8)
+        ax.set_title(f"{net.tag} {net.dims}", fontsize=8)
     axes[0, 0].plot([], [], color="0.7", lw=0.6, label="one input")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Rank of the Jacobian ∂h_l/∂x vs depth per input (float64, torch preset)")
