@@ -14,6 +14,7 @@ from rankscope.experiments.base import RunContext
 from rankscope.experiments.config import apply_overrides
 from rankscope.experiments.registry import get_experiment
 from rankscope.report.figures import figures_for
+from rankscope.results import Result, summary_to_dict
 from rankscope.store import Store
 from rankscope.sweep.runner import reproduce
 from rankscope.train import MLPEnsemble, cross_entropy, train, train_ensemble
@@ -25,7 +26,8 @@ IDS = ("neural-rank-collapse", "sgd-weight-decay-rank", "rank-diminishing")
 def reproduced(request, tmp_path_factory):
     store = Store(tmp_path_factory.mktemp(request.param))
     outcome = reproduce(request.param, preset="smoke", store=store)
-    return request.param, outcome, [store.load_run(r) for r in outcome.run_ids]
+    exp = get_experiment(request.param)
+    return request.param, outcome, [exp.typed(store.load_run(r)) for r in outcome.run_ids]
 
 
 def test_smoke_gives_a_verdict_for_every_claim(reproduced):
@@ -63,28 +65,30 @@ def test_huge_weight_decay_collapses_to_a_constant_predictor_without_crashing():
     cfg = apply_overrides(
         exp.preset("smoke"),
         {
-            "lbfgs_lams": "1e4",
-            "adam_lams": "1e4",
-            "gmm_spreads": "0",
-            "overlap_spreads": "1",
-            "gmm_lam": 1e4,
-            "adam_steps": 30,
-            "gd_steps": 10,
+            "lbfgs.lams": "1e4",
+            "adam.lams": "1e4",
+            "gmm.spreads": "0",
+            "overlap.spreads": "1",
+            "gmm.lam": 1e4,
+            "overlap.lam": 1e4,
+            "adam.steps": 30,
+            "adam.gd_steps": 10,
         },
     )
     res = exp.run(cfg, RunContext(seed=0))
-    json.dumps(res.summary)
-    (run,) = res.summary["protocols"]["lbfgs"]
-    assert run["constant_predictor"] is True
-    assert run["train_ce"] == pytest.approx(math.log(10), rel=1e-6)  # uniform over K = 10
-    assert all(e["holds"] for e in run["layers"])
-    for e in run["layers"]:  # a number, or NaN with its reason: never a missing key
+    json.dumps(summary_to_dict(res.summary))
+    assert exp.typed(Result(summary=summary_to_dict(res.summary))).summary == res.summary
+    (run,) = res.summary.lbfgs
+    assert run.constant_predictor is True
+    assert run.train_ce == pytest.approx(math.log(10), rel=1e-6)  # uniform over K = 10
+    assert all(e.holds for e in run.layers)
+    for e in run.layers:  # a number, or NaN with its reason: never a missing key
         for key in ("nc1_pinv", "nc1_quotient", "cdnv"):
-            assert math.isfinite(e["nc_prev"][key]) or key in e["nc_prev"]["undefined"]
-        assert math.isfinite(e["tightness"]) or "tightness" in e["undefined"]
+            assert math.isfinite(getattr(e.nc_prev, key)) or key in e.nc_prev.undefined
+        assert math.isfinite(e.tightness) or "tightness" in e.undefined
     # GD at lr 0.05 on a 1e4·‖W‖² penalty is unstable: recorded as diverged, not raised
-    (adam,) = res.summary["protocols"]["adam"]
-    assert adam.get("status") == "diverged" or adam["constant_predictor"] is True
+    (adam,) = res.summary.adam
+    assert adam.status == "diverged" or adam.constant_predictor is True
     for claim in exp.claims:
         assert claim.check(res).verdict in ("pass", "fail", "inconclusive")
 
