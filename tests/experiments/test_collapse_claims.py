@@ -70,7 +70,6 @@ def _nrc(lbfgs=(), adam=(), gmm=(), overlap=()):
         adam=list(adam),
         gmm=list(gmm),
         gmm_overlap=list(overlap),
-        wall_s={},
     )
     return Result(summary=summary)
 

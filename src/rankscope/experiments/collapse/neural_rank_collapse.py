@@ -11,7 +11,6 @@ d_K/‖W‖_F, NC1/TCV/CDNV of H_{l−1}, the stationarity residual and the non-
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from rankscope.experiments.base import Claim, Experiment, Result, RunContext
@@ -124,7 +123,6 @@ class Summary:
     adam: list[NetworkRun]
     gmm: list[NetworkRun]
     gmm_overlap: list[NetworkRun]
-    wall_s: dict[str, float]
 
 
 _SMOKE_MIX = {"per_class": 20, "widths": (16, 16), "rounds": 1, "iters": 60}
@@ -148,18 +146,8 @@ def run(config: Config, ctx: RunContext) -> Result:
     split = digits_split(
         ctx.rng, n_train=config.n_train or None, test_fraction=config.test_fraction
     ).to(ctx.device)
-    wall: dict[str, float] = {}
-
-    def timed(name: str, fn, *args, **kw):
-        start = time.perf_counter()
-        out = fn(*args, **kw)
-        wall[name] = time.perf_counter() - start
-        return out
-
     lb = config.lbfgs
-    lbfgs = timed(
-        "lbfgs",
-        lbfgs_sweep,
+    lbfgs = lbfgs_sweep(
         ctx,
         split,
         lb.lams,
@@ -170,12 +158,10 @@ def run(config: Config, ctx: RunContext) -> Result:
         log_points=config.log_points,
         progress=(0.0, 0.3),
     )
-    adam = timed("adam", adam_sweep, config, ctx, split, progress=(0.3, 0.8))
+    adam = adam_sweep(config, ctx, split, progress=(0.3, 0.8))
     mix = {"ctx": ctx, "log_points": config.log_points}
-    gmm = timed("gmm", mixture_sweep, config.gmm, overlap=False, progress=(0.8, 0.9), **mix)
-    overlap = timed(
-        "gmm_overlap", mixture_sweep, config.overlap, overlap=True, progress=(0.9, 1.0), **mix
-    )
+    gmm = mixture_sweep(config.gmm, overlap=False, progress=(0.8, 0.9), **mix)
+    overlap = mixture_sweep(config.overlap, overlap=True, progress=(0.9, 1.0), **mix)
     summary = Summary(
         K=split.num_classes,
         n_train=split.n_train,
@@ -187,7 +173,6 @@ def run(config: Config, ctx: RunContext) -> Result:
         adam=adam,
         gmm=gmm,
         gmm_overlap=overlap,
-        wall_s=wall,
     )
     return Result(summary=summary, records=ctx.log.freeze())
 
