@@ -128,3 +128,16 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
         )
         for w_ens, w_alone in zip(net.weights, alone.weights):
             assert_close(w_ens, w_alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("exp_id", IDS)
+def test_smoke_runs_on_cuda_with_the_cpu_verdicts(exp_id):
+    """ctx.device = cuda: every tensor the run creates lands there; verdicts match the CPU's."""
+    exp = get_experiment(exp_id)
+    cpu = exp.run(exp.preset("smoke"), RunContext(seed=0))
+    gpu = exp.run(exp.preset("smoke"), RunContext(seed=0, device=torch.device("cuda")))
+    assert len(gpu.records) == len(cpu.records)
+    for claim in exp.claims:
+        if claim.check is not None:
+            assert claim.check(gpu).verdict == claim.check(cpu).verdict, claim.id

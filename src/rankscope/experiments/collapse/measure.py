@@ -117,7 +117,9 @@ def collapse_stats(h: torch.Tensor, y: torch.Tensor, num_classes: int) -> Collap
     for variant in ("pinv", "svd", "quotient"):
         out[f"nc1_{variant}"] = float(nc1(st, variant=variant))
     means = st.class_means()
-    gaps = torch.cdist(means, means) + torch.eye(means.shape[0], dtype=means.dtype)
+    gaps = torch.cdist(means, means) + torch.eye(
+        means.shape[0], dtype=means.dtype, device=means.device
+    )
     if bool((gaps <= 0).any()):
         out["cdnv"] = math.nan
         undefined["cdnv"] = "two class means coincide"
