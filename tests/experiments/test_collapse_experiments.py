@@ -13,11 +13,12 @@ from torch.testing import assert_close
 from rankscope.experiments.base import RunContext
 from rankscope.experiments.config import apply_overrides
 from rankscope.experiments.registry import get_experiment
+from rankscope.models import MLPEnsemble
 from rankscope.report.figures import figures_for
 from rankscope.results import Result, summary_to_dict
 from rankscope.store import Store
 from rankscope.sweep.runner import reproduce
-from rankscope.train import MLPEnsemble, cross_entropy, train, train_ensemble
+from rankscope.train import cross_entropy, train
 
 IDS = ("neural-rank-collapse", "sgd-weight-decay-rank", "rank-diminishing")
 
@@ -100,7 +101,7 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
     y = torch.arange(40) % 3
     lrs, l2s = [0.05, 0.2, 0.1], [0.0, 1e-3, 5e-3]
     ens = MLPEnsemble([6, 8, 3], generators=[torch.Generator().manual_seed(1) for _ in lrs])
-    train_ensemble(
+    train(
         ens,
         lambda m, b: cross_entropy(m(b[0]), b[1]),
         optimizer="sgd",
@@ -110,7 +111,7 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
         data=(x, y),
         batch_size=4,
         batches="shared",
-        generators=torch.Generator().manual_seed(2),
+        generator=torch.Generator().manual_seed(2),
     )
     for e, (lr, l2) in enumerate(zip(lrs, l2s)):
         net = ens.member(e)

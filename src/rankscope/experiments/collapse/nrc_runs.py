@@ -20,8 +20,9 @@ from rankscope.experiments.collapse.data import Split, gaussian_mixture
 from rankscope.experiments.collapse.fit import fit_adam_then_gd, fit_lbfgs, mlp_dims
 from rankscope.experiments.collapse.measure import LayerMeasure, measure_network
 from rankscope.metrics import distance_to_rank, numerical_rank, singular_values
+from rankscope.models import MLPEnsemble
 from rankscope.models.mlp import MLP
-from rankscope.train import MLPEnsemble, cross_entropy, log_steps
+from rankscope.train import cross_entropy, log_steps
 
 __all__ = ["NetworkRun", "adam_sweep", "lam_tag", "lbfgs_sweep", "mixture_sweep"]
 

@@ -21,7 +21,8 @@ from rankscope.experiments.collapse import galanti_claims
 from rankscope.experiments.collapse.data import Split, digits_split
 from rankscope.experiments.collapse.fit import ce_loss, mlp_dims
 from rankscope.metrics import numerical_rank, singular_values, stable_rank
-from rankscope.train import MLPEnsemble, log_steps, train_ensemble
+from rankscope.models import MLPEnsemble
+from rankscope.train import log_steps, train
 
 __all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "GridRun", "Summary", "run", "run_tag"]
 
@@ -124,7 +125,7 @@ def _train_group(cfg: Config, ctx: RunContext, split: Split, b: int, grid, lr_sc
     def cb(state) -> None:
         _measure(ctx, state.step, ens, state.members(), tags, split)
 
-    res = train_ensemble(
+    res = train(
         ens,
         ce_loss,
         optimizer="sgd",
@@ -133,12 +134,13 @@ def _train_group(cfg: Config, ctx: RunContext, split: Split, b: int, grid, lr_sc
         data=(split.x_train, split.y_train),
         batch_size=b,
         batches="shared",
-        generators=ctx.child_generator(1000 + b),
+        generator=ctx.child_generator(1000 + b),
         l2=[wd for _, wd in grid],
         log_at=log_steps(steps, cfg.log_points),
         callbacks=[cb],
+        on_diverge="stop",  # a diverged member is frozen and retrained at a smaller μ
     )
-    ok = [e for e, st in enumerate(res.status) if st != "diverged"]
+    ok = [e for e, st in enumerate(res.statuses) if st != "diverged"]
     final, acc = _measure(ctx, steps + 1, ens, ok, tags, split) if ok else ({}, None)
     out = {}
     full = {
@@ -160,7 +162,7 @@ def _train_group(cfg: Config, ctx: RunContext, split: Split, b: int, grid, lr_sc
             lr_used=lrs[e],
             weight_decay=wd,
             torch_weight_decay=2 * wd,
-            status=res.status[e],
+            status=res.statuses[e],
             steps=steps,
             epochs=cfg.epochs,
             tag=tags[e],
