@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,49 +10,72 @@ import pytest
 from scipy.stats import spearmanr
 
 from rankscope.experiments.collapse import feng_claims, galanti_claims, nrc_claims
+from rankscope.experiments.collapse.bounds import LayerBound
+from rankscope.experiments.collapse.measure import CollapseStats, LayerMeasure
+from rankscope.experiments.collapse.neural_rank_collapse import Summary as NRCSummary
+from rankscope.experiments.collapse.nrc_runs import NetworkRun
+from rankscope.experiments.collapse.rank_diminishing import NetworkRanks
+from rankscope.experiments.collapse.rank_diminishing import Summary as FengSummary
+from rankscope.experiments.collapse.sgd_weight_decay_rank import GridRun
+from rankscope.experiments.collapse.sgd_weight_decay_rank import Summary as GalantiSummary
 from rankscope.records import RecordLog
 from rankscope.results import Result
 
 
 def _layer(name, tail=0.01, rank=10, resid=0.01, holds=True, s_k1=0.1, bound=1.0):
-    return {
-        "layer": name,
-        "rel_tail": tail,
-        "ranks": {"rel_1e-2": rank},
-        "relative_residual": resid,
-        "holds": holds,
-        "s_k1": s_k1,
-        "bound_op": bound,
-        "nc_prev": {"tcv1": 1.0},
-    }
+    b = LayerBound(
+        s1=1.0,
+        s_k1=s_k1,
+        d_k_fro=0.1 if holds else 5.0,  # above bound_fro = 1: the Frobenius inequality fails
+        fro=1.0,
+        residual_op=resid,
+        residual_fro=resid,
+        variability_op=bound - resid,
+        variability_fro=1.0 - resid,
+        bound_op=bound,
+        bound_fro=1.0,
+        tcv_bound=1.0,
+    )
+    nc = CollapseStats(1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    return LayerMeasure(name, (10, 10), {"rel_1e-2": rank}, 5.0, tail, b, math.nan, nc)
 
 
-def _run(lam, tails=(0.1, 0.1), ranks=(20, 20), resid=0.01, acc=1.0, holds=True):
+def _run(lam, tails=(0.1, 0.1), ranks=(20, 20), resid=0.01, acc=1.0, holds=True, k=10, **kw):
     layers = [
-        _layer("W1", holds=holds),
+        _layer("W1", holds=holds, rank=kw.pop("rank_w1", 10), tail=kw.pop("tail_w1", 0.01)),
         _layer("W2", tails[0], ranks[0], resid),
         _layer("W3", tails[1], ranks[1], resid),
         _layer("W4"),
     ]
-    return {
-        "lam": lam,
-        "tag": f"x/lam={lam:g}",
-        "train_acc": acc,
-        "train_ce": 0.1,
-        "layers": layers,
-    }
+    return NetworkRun(
+        lam=lam,
+        tag=f"x/lam={lam:g}",
+        num_classes=k,
+        train_acc=acc,
+        train_ce=0.1,
+        layers=layers,
+        **kw,
+    )
 
 
 def _nrc(lbfgs=(), adam=(), gmm=(), overlap=()):
-    return Result(
-        summary={
-            "K": 10,
-            "gmm_K": 5,
-            "protocols": {"lbfgs": list(lbfgs), "adam": list(adam)},
-            "gmm": list(gmm),
-            "gmm_overlap": list(overlap),
-        }
+    summary = NRCSummary(
+        K=10,
+        n_train=100,
+        data="",
+        objective="",
+        nrank="",
+        global_mean="sample",
+        lbfgs=list(lbfgs),
+        adam=list(adam),
+        gmm=list(gmm),
+        gmm_overlap=list(overlap),
     )
+    return Result(summary=summary)
+
+
+def _inverted(result: Result, invert) -> Result:
+    return dataclasses.replace(result, summary=invert(result.summary))
 
 
 def test_p1_fails_on_one_violation():
@@ -93,15 +117,40 @@ def test_p2_strict_decrease_and_k_plus_two():
 
 
 def test_nrc2_and_nrc2b():
-    gmm = [{**_run(1e-2, holds=True), "spread": s} for s in (0.0, 1.0)]
-    for g in gmm:
-        g["layers"][0]["ranks"]["rel_1e-2"] = 5
+    gmm = [_run(1e-2, holds=True, k=5, rank_w1=5, spread=s) for s in (0.0, 1.0)]
     assert nrc_claims.nrc2(_nrc(gmm=gmm)).verdict == "pass"
-    gmm[0]["layers"][0]["ranks"]["rel_1e-2"] = 6
+    gmm[0] = _run(1e-2, holds=True, k=5, rank_w1=6, spread=0.0)
     assert nrc_claims.nrc2(_nrc(gmm=gmm)).verdict == "fail"
-    over = [{**_run(1e-2), "spread": s} for s in (0.5, 1.0)]
-    over[0]["layers"][0]["rel_tail"], over[1]["layers"][0]["rel_tail"] = 0.2, 0.1
+    over = [_run(1e-2, spread=s, tail_w1=t) for s, t in ((0.5, 0.2), (1.0, 0.1))]
     assert nrc_claims.nrc2b(_nrc(overlap=over)).verdict == "fail"
+    rising = [_run(1e-2, spread=s, tail_w1=t) for s, t in ((0.5, 0.1), (1.0, 0.2))]
+    assert nrc_claims.nrc2b(_nrc(overlap=rising)).verdict == "pass"
+
+
+def test_every_nrc_claim_passes_on_a_good_summary_and_fails_inverted():
+    """A summary that passes every claim; each claim's inversion turns its pass into a fail."""
+    lbfgs = [_run(1e-3, (0.1, 0.1), (12, 9)), _run(1e-2, (0.01, 0.01), (11, 7))]
+    lams_ranks = [(1e-4, 60, 0.5), (1e-3, 40, 0.1), (3e-3, 20, 0.05), (1e-2, 12, 0.01)]
+    adam = [_run(lam, (t, t), (r, r)) for lam, r, t in lams_ranks]
+    gmm = [_run(1e-2, k=5, rank_w1=5, spread=s) for s in (0.0, 1.0)]
+    over = [_run(1e-2, spread=s, tail_w1=t) for s, t in ((0.5, 0.1), (1.0, 0.2))]
+    good = _nrc(lbfgs=lbfgs, adam=adam, gmm=gmm, overlap=over)
+    claims = {
+        "P1": (nrc_claims.p1, nrc_claims.invert_p1),
+        "P3'": (nrc_claims.p3_prime, nrc_claims.invert_p3_prime),
+        "P5": (nrc_claims.p5, nrc_claims.invert_p5),
+        "P3": (nrc_claims.p3, nrc_claims.invert_p3),
+        "P2": (nrc_claims.p2, nrc_claims.invert_p2),
+        "NRC-2": (nrc_claims.nrc2, nrc_claims.invert_nrc2),
+        "NRC-2b": (nrc_claims.nrc2b, nrc_claims.invert_nrc2b),
+    }
+    for name, (fn, invert) in claims.items():
+        c = fn(good)
+        assert c.verdict == "pass", (name, c.headline)
+        assert c.headline.endswith("→ pass") and "\n" not in c.headline, c.headline
+        bad = fn(_inverted(good, invert))
+        assert bad.verdict == "fail", (name, bad.headline)
+        assert "fail" in bad.headline, bad.headline
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -119,18 +168,26 @@ def _grid(rank_fn, acc_fn=lambda b, mu, wd: 0.97):
         for mu in (0.05, 0.2):
             for wd in (0.0, 1e-3, 5e-3):
                 runs.append(
-                    {
-                        "batch_size": b,
-                        "lr": mu,
-                        "lr_used": mu,
-                        "weight_decay": wd,
-                        "tag": f"B={b},lr={mu},wd={wd}",
-                        "rank": {"W1": rank_fn(b, mu, wd)},
-                        "full_rank": {"W1": 100},
-                        "test_acc": acc_fn(b, mu, wd),
-                    }
+                    GridRun(
+                        batch_size=b,
+                        lr=mu,
+                        lr_used=mu,
+                        weight_decay=wd,
+                        torch_weight_decay=2 * wd,
+                        status="completed",
+                        steps=1,
+                        epochs=1,
+                        tag=f"B={b},lr={mu},wd={wd}",
+                        rank={"W1": rank_fn(b, mu, wd)},
+                        full_rank={"W1": 100},
+                        test_acc=acc_fn(b, mu, wd),
+                    )
                 )
-    return Result(summary={"runs": runs, "layers": ["W1"]})
+    return Result(
+        summary=GalantiSummary(
+            runs=runs, decay_convention="", rank_preset="galanti", layers=["W1"], data=""
+        )
+    )
 
 
 def test_galanti_correlations_pass_fail_and_flat():
@@ -142,8 +199,8 @@ def test_galanti_correlations_pass_fail_and_flat():
     assert galanti_claims.rank_vs_wd(by_decay).verdict == "pass"
     assert galanti_claims.rank_vs_lr(by_decay).measured["spearman"]["W1"] == pytest.approx(
         spearmanr(
-            [r["rank"]["W1"] for r in by_decay.summary["runs"]],
-            [r["lr"] for r in by_decay.summary["runs"]],
+            [r.rank["W1"] for r in by_decay.summary.runs],
+            [r.lr for r in by_decay.summary.runs],
         ).statistic
     )
     flat = galanti_claims.rank_vs_batch(_grid(lambda b, mu, wd: 100))
@@ -159,6 +216,32 @@ def test_galanti_accuracy_gap():
     assert galanti_claims.accuracy(_grid(lambda b, mu, wd: 50)).verdict == "pass"
 
 
+def test_galanti_claims_pass_on_their_effect_and_fail_inverted():
+    """Each claim passes on a grid showing its effect alone (on a balanced grid the three
+    Spearman ρ² sum to at most 1, so no grid passes all three) and fails inverted."""
+    claims = {
+        "GAL-B": (galanti_claims.rank_vs_batch, galanti_claims.invert_rank_vs_batch),
+        "GAL-lr": (galanti_claims.rank_vs_lr, galanti_claims.invert_rank_vs_lr),
+        "GAL-wd": (galanti_claims.rank_vs_wd, galanti_claims.invert_rank_vs_wd),
+        "GAL-noWD": (galanti_claims.no_decay, galanti_claims.invert_no_decay),
+        "GAL-acc": (galanti_claims.accuracy, galanti_claims.invert_accuracy),
+    }
+    grids = {
+        "GAL-B": lambda b, mu, wd: int(10 * np.log2(b)),
+        "GAL-lr": lambda b, mu, wd: 100 - int(100 * mu),
+        "GAL-wd": lambda b, mu, wd: 100 - int(1e4 * wd),
+        "GAL-noWD": lambda b, mu, wd: 95,
+        "GAL-acc": lambda b, mu, wd: 95,
+    }
+    for name, (fn, invert) in claims.items():
+        good = _grid(grids[name])
+        c = fn(good)
+        assert c.verdict == "pass", (name, c.headline)
+        assert c.headline.endswith("→ pass"), c.headline
+        bad = fn(_inverted(good, invert))
+        assert bad.verdict == "fail", (name, bad.headline)
+
+
 def _feng(table: np.ndarray, tag="init/bottleneck", feng_offset=0) -> Result:
     log = RecordLog()
     for depth, row in enumerate(table):
@@ -167,11 +250,21 @@ def _feng(table: np.ndarray, tag="init/bottleneck", feng_offset=0) -> Result:
             log.log("jac_rank_feng", v + feng_offset, step=depth, layer=tag, index=b)
     log.log_vector("violation_sv", [1.0, 0.5, 1e-15], step=1, layer=f"{tag}/input=0")
     log.log_vector("violation_sv", [1.0, 0.5, 0.3], step=2, layer=f"{tag}/input=0")
-    summary = {
-        "networks": [{"tag": tag, "median_rank_torch": []}],
-        "bottleneck_width": 8,
-        "bottleneck_depth": 1,
-    }
+    net = NetworkRanks(
+        tag=tag,
+        dims=[],
+        trained=False,
+        ranks_torch=table.tolist(),
+        ranks_feng=(table + feng_offset).tolist(),
+        median_rank_torch=[],
+        max_rank_torch=[],
+        median_rank_feng=[],
+        rises=[],
+        n_rises=0,
+    )
+    summary = FengSummary(
+        networks=[net], bottleneck_width=8, bottleneck_depth=1, n_inputs=2, jacobian_dtype=""
+    )
     return Result(summary=summary, records=log.freeze())
 
 
@@ -189,3 +282,16 @@ def test_feng_claims_catch_a_rise_a_leaky_bottleneck_and_feng_above_torch():
     leaky = np.array([[64, 64], [8, 7], [9, 7], [5, 6]])
     assert feng_claims.bottleneck(_feng(leaky)).verdict == "fail"
     assert feng_claims.feng_below_torch(_feng(good, feng_offset=1)).verdict == "fail"
+
+
+def test_feng_claims_fail_inverted():
+    good = _feng(np.array([[64, 64], [8, 7], [5, 7], [5, 6]]), feng_offset=-1)
+    claims = (
+        (feng_claims.monotone, feng_claims.invert_monotone),
+        (feng_claims.bottleneck, feng_claims.invert_bottleneck),
+        (feng_claims.feng_below_torch, feng_claims.invert_feng_below_torch),
+    )
+    for fn, invert in claims:
+        assert fn(good).verdict == "pass" and fn(good).headline.endswith("→ pass")
+        bad = fn(_inverted(good, invert))
+        assert bad.verdict == "fail" and "fail" in bad.headline, bad.headline

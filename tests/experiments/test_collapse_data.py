@@ -103,24 +103,24 @@ def test_streaming_nc_over_minibatches_equals_one_shot_and_numpy():
     }
     for key, value in ref.items():
         assert streamed[key] == pytest.approx(value, rel=1e-10)
-        assert one_shot[key] == pytest.approx(value, rel=1e-10)
+        assert getattr(one_shot, key) == pytest.approx(value, rel=1e-10)
 
 
 def test_collapsed_representation_is_undefined_not_a_crash():
     y = torch.tensor([0, 0, 1, 1, 2])
     out = collapse_stats(torch.zeros(5, 3, dtype=F64), y, 3)
-    assert out["tcv1"] == 0.0 and out["tcv2"] == 0.0
+    assert out.tcv1 == 0.0 and out.tcv2 == 0.0
     for key in ("nc1_pinv", "nc1_svd", "nc1_quotient", "cdnv"):
-        assert math.isnan(out[key])
-        assert "class means coincide" in out["undefined"][key]
+        assert math.isnan(getattr(out, key))
+        assert "class means coincide" in out.undefined[key]
 
 
 def test_zero_network_is_measured_with_reasons():
     ws = [torch.zeros(6, 4, dtype=F64), torch.zeros(3, 6, dtype=F64)]
     x = torch.randn(9, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
     y = torch.arange(9) % 3
-    layers, facts = measure_network(ws, x, y, lam=100.0, num_classes=3)
-    assert facts["constant_predictor"] is True
-    assert all(e["holds"] for e in layers)
-    assert math.isnan(layers[0]["rel_tail"]) and "zero matrix" in layers[0]["undefined"]["rel_tail"]
-    assert math.isnan(layers[1]["nc_prev"]["nc1_pinv"])
+    layers, constant = measure_network(ws, x, y, lam=100.0, num_classes=3)
+    assert constant is True
+    assert all(e.holds for e in layers)
+    assert math.isnan(layers[0].rel_tail) and "zero matrix" in layers[0].undefined["rel_tail"]
+    assert math.isnan(layers[1].nc_prev.nc1_pinv)

@@ -13,10 +13,12 @@ from torch.testing import assert_close
 from rankscope.experiments.base import RunContext
 from rankscope.experiments.config import apply_overrides
 from rankscope.experiments.registry import get_experiment
+from rankscope.models import MLPEnsemble
 from rankscope.report.figures import figures_for
+from rankscope.results import Result, summary_to_dict
 from rankscope.store import Store
 from rankscope.sweep.runner import reproduce
-from rankscope.train import MLPEnsemble, cross_entropy, train, train_ensemble
+from rankscope.train import cross_entropy, train
 
 IDS = ("neural-rank-collapse", "sgd-weight-decay-rank", "rank-diminishing")
 
@@ -25,7 +27,8 @@ IDS = ("neural-rank-collapse", "sgd-weight-decay-rank", "rank-diminishing")
 def reproduced(request, tmp_path_factory):
     store = Store(tmp_path_factory.mktemp(request.param))
     outcome = reproduce(request.param, preset="smoke", store=store)
-    return request.param, outcome, [store.load_run(r) for r in outcome.run_ids]
+    exp = get_experiment(request.param)
+    return request.param, outcome, [exp.typed(store.load_run(r)) for r in outcome.run_ids]
 
 
 def test_smoke_gives_a_verdict_for_every_claim(reproduced):
@@ -63,28 +66,30 @@ def test_huge_weight_decay_collapses_to_a_constant_predictor_without_crashing():
     cfg = apply_overrides(
         exp.preset("smoke"),
         {
-            "lbfgs_lams": "1e4",
-            "adam_lams": "1e4",
-            "gmm_spreads": "0",
-            "overlap_spreads": "1",
-            "gmm_lam": 1e4,
-            "adam_steps": 30,
-            "gd_steps": 10,
+            "lbfgs.lams": "1e4",
+            "adam.lams": "1e4",
+            "gmm.spreads": "0",
+            "overlap.spreads": "1",
+            "gmm.lam": 1e4,
+            "overlap.lam": 1e4,
+            "adam.steps": 30,
+            "adam.gd_steps": 10,
         },
     )
     res = exp.run(cfg, RunContext(seed=0))
-    json.dumps(res.summary)
-    (run,) = res.summary["protocols"]["lbfgs"]
-    assert run["constant_predictor"] is True
-    assert run["train_ce"] == pytest.approx(math.log(10), rel=1e-6)  # uniform over K = 10
-    assert all(e["holds"] for e in run["layers"])
-    for e in run["layers"]:  # a number, or NaN with its reason: never a missing key
+    json.dumps(summary_to_dict(res.summary))
+    assert exp.typed(Result(summary=summary_to_dict(res.summary))).summary == res.summary
+    (run,) = res.summary.lbfgs
+    assert run.constant_predictor is True
+    assert run.train_ce == pytest.approx(math.log(10), rel=1e-6)  # uniform over K = 10
+    assert all(e.holds for e in run.layers)
+    for e in run.layers:  # a number, or NaN with its reason: never a missing key
         for key in ("nc1_pinv", "nc1_quotient", "cdnv"):
-            assert math.isfinite(e["nc_prev"][key]) or key in e["nc_prev"]["undefined"]
-        assert math.isfinite(e["tightness"]) or "tightness" in e["undefined"]
+            assert math.isfinite(getattr(e.nc_prev, key)) or key in e.nc_prev.undefined
+        assert math.isfinite(e.tightness) or "tightness" in e.undefined
     # GD at lr 0.05 on a 1e4·‖W‖² penalty is unstable: recorded as diverged, not raised
-    (adam,) = res.summary["protocols"]["adam"]
-    assert adam.get("status") == "diverged" or adam["constant_predictor"] is True
+    (adam,) = res.summary.adam
+    assert adam.status == "diverged" or adam.constant_predictor is True
     for claim in exp.claims:
         assert claim.check(res).verdict in ("pass", "fail", "inconclusive")
 
@@ -96,7 +101,7 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
     y = torch.arange(40) % 3
     lrs, l2s = [0.05, 0.2, 0.1], [0.0, 1e-3, 5e-3]
     ens = MLPEnsemble([6, 8, 3], generators=[torch.Generator().manual_seed(1) for _ in lrs])
-    train_ensemble(
+    train(
         ens,
         lambda m, b: cross_entropy(m(b[0]), b[1]),
         optimizer="sgd",
@@ -106,7 +111,7 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
         data=(x, y),
         batch_size=4,
         batches="shared",
-        generators=torch.Generator().manual_seed(2),
+        generator=torch.Generator().manual_seed(2),
     )
     for e, (lr, l2) in enumerate(zip(lrs, l2s)):
         net = ens.member(e)
@@ -124,3 +129,17 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
         )
         for w_ens, w_alone in zip(net.weights, alone.weights):
             assert_close(w_ens, w_alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("exp_id", IDS)
+def test_smoke_runs_on_cuda(exp_id):
+    """ctx.device = cuda: the run works there; the theorems (P1, FENG-1..3) still pass."""
+    exp = get_experiment(exp_id)
+    res = exp.run(exp.preset("smoke"), RunContext(seed=0, device=torch.device("cuda")))
+    exact = {"P1", "FENG-1", "FENG-2", "FENG-3"}
+    for claim in exp.claims:
+        verdict = claim.check(res).verdict
+        assert (
+            verdict == "pass" if claim.id in exact else verdict in ("pass", "fail", "inconclusive")
+        )

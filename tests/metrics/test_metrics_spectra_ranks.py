@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,11 +13,14 @@ from _metrics_helpers import gen, planted
 from torch.testing import assert_close
 
 from rankscope.metrics import (
+    GENERIC_RANK_POLICIES,
     RANK_POLICIES,
+    RANK_PRESETS,
     effective_rank,
     numerical_rank,
     participation_ratio,
     rank_threshold,
+    resolve_rank_policy,
     singular_values,
     stable_rank,
     topk_singular_values,
@@ -155,15 +159,107 @@ def test_feng_is_the_rank_of_jtj():
     assert int(numerical_rank(s, "feng", shape=(10, 4))) < int(numerical_rank(s, shape=(10, 4)))
 
 
+# the tolerance a generic policy cannot do without
+_REQUIRED = {
+    "relative": {"rtol": 0.1},
+    "absolute": {"atol": 0.5},
+    "frobenius": {"atol": 1e-2},
+    "tail_energy": {"rtol": 0.1},
+}
+
+
 @pytest.mark.parametrize("policy", RANK_POLICIES)
 def test_every_policy_is_batched_and_bounded(policy):
     s = singular_values(torch.randn(3, 5, 4, generator=gen(13)))
-    kw = {"rtol": 0.1} if policy == "relative" else {"atol": 0.5} if policy == "absolute" else {}
+    kw = _REQUIRED.get(policy, {})
     r = numerical_rank(s, policy, shape=(5, 4), **kw)
     assert r.shape == (3,) and r.dtype == torch.int64
     assert bool(((r >= 0) & (r <= 4)).all())
     looped = torch.stack([numerical_rank(v, policy, shape=(5, 4), **kw) for v in s])
     assert torch.equal(r, looped)
+
+
+def test_every_preset_cites_a_paper_and_names_a_generic_policy():
+    assert set(RANK_PRESETS) == {
+        "galanti",
+        "mixed_dynamics",
+        "accnet",
+        "feng",
+        "weightwatcher",
+        "dlrt",
+    }
+    for name, p in RANK_PRESETS.items():
+        assert p.name == name
+        assert p.policy in GENERIC_RANK_POLICIES, name
+        assert re.fullmatch(r"arXiv:\d{4}\.\d{4,5}", p.paper), (name, p.paper)
+        assert len(p.source) > 20, name
+
+
+@pytest.mark.parametrize("name", sorted(RANK_PRESETS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_preset_equals_its_explicit_generic_policy(name, dtype):
+    p = RANK_PRESETS[name]
+    s = singular_values(torch.randn(7, 9, 6, generator=gen(30)), dtype=dtype)
+    s = torch.cat([s, torch.zeros(1, 6, dtype=dtype)])  # and the zero matrix
+    explicit = numerical_rank(s, p.policy, shape=(9, 6), **p.tolerances())
+    assert torch.equal(numerical_rank(s, name, shape=(9, 6)), explicit)
+    if p.policy != "tail_energy":
+        assert torch.equal(
+            rank_threshold(s, name, shape=(9, 6)),
+            rank_threshold(s, p.policy, shape=(9, 6), rtol=p.rtol, atol=p.atol),
+        )
+
+
+def _old_preset_rank(s: torch.Tensor, name: str, shape: tuple[int, int]) -> torch.Tensor:
+    """The presets as the formulas definitions §1 writes them (independent of the table)."""
+    s1 = s[..., :1]
+    eps = torch.finfo(s.dtype).eps
+    if name == "dlrt":
+        tails = torch.stack([(s[..., r:] ** 2).sum(-1) for r in range(s.shape[-1] + 1)], -1)
+        ok = tails < 0.1**2 * (s**2).sum(-1, keepdim=True)  # dropping s_r.. leaves rank r
+        r = torch.argmax(ok.to(torch.int64), dim=-1).clamp(min=2)
+        return torch.where(s1[..., 0] > 0, r, 0)
+    t = {
+        "galanti": 1e-3 * torch.linalg.vector_norm(s, dim=-1, keepdim=True),
+        "mixed_dynamics": s1 / 5,
+        "accnet": torch.clamp(0.1 * s1, min=0.1),
+        "feng": s1 * math.sqrt(shape[1] * eps),
+        "weightwatcher": s1 * max(shape) * eps,
+    }[name]
+    return (s > t).sum(-1)
+
+
+@pytest.mark.parametrize("name", sorted(RANK_PRESETS))
+def test_presets_equal_the_paper_formulas(name):
+    g = gen(31)
+    mats = torch.randn(40, 8, 6, generator=g, dtype=F64)
+    mats = mats * torch.logspace(0, -12, 6, dtype=F64)  # decaying columns: ranks spread out
+    s = singular_values(mats)
+    assert torch.equal(numerical_rank(s, name, shape=(8, 6)), _old_preset_rank(s, name, (8, 6)))
+
+
+def test_presets_take_caller_tolerances_and_unknown_names_say_what_exists():
+    s = torch.tensor([1.0, 0.3, 0.05, 0.001], dtype=F64)
+    assert int(numerical_rank(s, "galanti", atol=0.1)) == int(
+        numerical_rank(s, "frobenius", atol=0.1)
+    )
+    assert resolve_rank_policy("dlrt", rtol=0.5) == ("tail_energy", 0.5, None, 2)
+    assert resolve_rank_policy("relative", rtol=0.1) == ("relative", 0.1, None, 0)
+    with pytest.raises(
+        ValueError, match=r"unknown tolerance policy 'galnati'; did you mean 'galanti'"
+    ) as e:
+        numerical_rank(s, "galnati")
+    assert "paper presets: galanti, mixed_dynamics" in str(e.value)
+    assert "Generic policies: torch, numpy, relative" in str(e.value)
+    with pytest.raises(ValueError, match="'tail_energy' needs rtol"):
+        numerical_rank(s, "tail_energy")
+    with pytest.raises(ValueError, match="'frobenius' needs atol"):
+        numerical_rank(s, "frobenius")
+    with pytest.raises(ValueError, match="min_rank must be an int >= 0, got -1"):
+        numerical_rank(s, "relative", rtol=0.1, min_rank=-1)
+    with pytest.raises(ValueError, match=r"policy 'weightwatcher' needs shape"):
+        numerical_rank(s, "weightwatcher")
+    assert int(numerical_rank(s, "relative", rtol=0.5, min_rank=3)) == 3
 
 
 def test_threshold_is_strict_and_conventions_hold():

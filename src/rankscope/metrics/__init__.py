@@ -68,13 +68,16 @@ from rankscope.metrics.norms import (
     schatten_power,
     smoothed_schatten_power,
 )
+from rankscope.metrics.rank_presets import RANK_PRESETS, RankPreset
 from rankscope.metrics.ranks import (
+    GENERIC_RANK_POLICIES,
     RANK_POLICIES,
     drop_small,
     effective_rank,
     numerical_rank,
     participation_ratio,
     rank_threshold,
+    resolve_rank_policy,
     stable_rank,
     variance_dimension,
 )
@@ -112,6 +115,7 @@ from rankscope.metrics.tensor import (
 
 __all__ = [
     "CONV_MODES",
+    "GENERIC_RANK_POLICIES",
     "GLOBAL_MEANS",
     "INPUT_KINDS",
     "INVARIANCES",
@@ -120,6 +124,7 @@ __all__ = [
     "NC1_VARIANTS",
     "RANKME_VARIANTS",
     "RANK_POLICIES",
+    "RANK_PRESETS",
     "CPRankEstimate",
     "ClassStatsAccumulator",
     "CovarianceAccumulator",
@@ -127,6 +132,7 @@ __all__ = [
     "JacobianRank",
     "MetricInfo",
     "RankMeVariant",
+    "RankPreset",
     "TopK",
     "activation_frequency_energy",
     "adjacency_matrix",
@@ -182,6 +188,7 @@ __all__ = [
     "rankme_from_spectrum",
     "representation_metrics",
     "representation_rank",
+    "resolve_rank_policy",
     "schatten_norm",
     "schatten_power",
     "separation_rank_lower_bound",

@@ -7,36 +7,41 @@ serves every metric and every batch dimension is kept.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 
 import torch
 
 from rankscope.metrics._validate import check_spectrum
+from rankscope.metrics.rank_presets import RANK_PRESETS
 
 __all__ = [
+    "GENERIC_RANK_POLICIES",
     "RANK_POLICIES",
     "drop_small",
     "effective_rank",
     "numerical_rank",
     "participation_ratio",
     "rank_threshold",
+    "resolve_rank_policy",
     "stable_rank",
     "variance_dimension",
 ]
 
-RANK_POLICIES = (
+#: The rules themselves; paper presets (:data:`RANK_PRESETS`) are named settings of these.
+GENERIC_RANK_POLICIES = (
     "torch",
     "numpy",
     "relative",
     "absolute",
-    "galanti",
-    "mixed_dynamics",
-    "accnet",
-    "feng",
-    "weightwatcher",
-    "dlrt",
+    "frobenius",
+    "gram",
+    "tail_energy",
 )
+
+#: Every name ``numerical_rank`` accepts: the generic policies, then the paper presets.
+RANK_POLICIES = GENERIC_RANK_POLICIES + tuple(RANK_PRESETS)
 
 
 def _eps(dtype: torch.dtype) -> float:
@@ -74,6 +79,36 @@ def _check_tol(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def resolve_rank_policy(
+    policy: str, *, rtol: float | None = None, atol: float | None = None, min_rank: int = 0
+) -> tuple[str, float | None, float | None, int]:
+    """(generic policy, rtol, atol, min_rank) a policy name stands for.
+
+    A generic name comes back unchanged; a paper preset (:data:`RANK_PRESETS`) gives its
+    generic policy and tolerances, where a value the caller passes (not ``None``; ``min_rank``
+    > 0) replaces the preset's. An unknown name raises, with the closest names.
+
+    >>> resolve_rank_policy("galanti")
+    ('frobenius', None, 0.001, 0)
+    """
+    if policy in GENERIC_RANK_POLICIES:
+        return policy, rtol, atol, min_rank
+    preset = RANK_PRESETS.get(policy) if isinstance(policy, str) else None
+    if preset is None:
+        close = difflib.get_close_matches(str(policy), RANK_POLICIES, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown tolerance policy {policy!r}{hint} Generic policies: "
+            f"{', '.join(GENERIC_RANK_POLICIES)}; paper presets: {', '.join(RANK_PRESETS)}"
+        )
+    return (
+        preset.policy,
+        preset.rtol if rtol is None else rtol,
+        preset.atol if atol is None else atol,
+        min_rank or preset.min_rank,
+    )
+
+
 def rank_threshold(
     s: torch.Tensor,
     policy: str = "torch",
@@ -85,22 +120,39 @@ def rank_threshold(
 ) -> torch.Tensor:
     """The threshold t (shape (...,)) such that the rank counts ``s_i > t`` (definitions §1).
 
+    Generic policies:
+
     - ``torch`` (default) / ``numpy``: max(atol, rtol·s_1); rtol defaults to max(m, n)·eps when
       atol is absent or 0, and to 0 when atol > 0. ``numpy`` refuses atol and rtol together,
       and its atol (numpy's ``tol``) is used as given, so atol=0 counts every s_i > 0.
     - ``relative``: rtol·s_1 (rtol required). ``absolute``: atol (required).
-    - ``galanti``: rank of W/‖W‖_F at 1e-3, i.e. 1e-3·‖W‖_F (``atol`` overrides the 1e-3).
-    - ``mixed_dynamics``: s_1/5. ``accnet``: max(0.1, 0.1·s_1).
-    - ``feng``: rank of JᵀJ, s_1·sqrt(tol·n·eps) with n = shape[1]; ``rtol`` is the soft-rank
-      factor tol (default 1).
-    - ``weightwatcher``: s_1·max(m, n)·eps.
+    - ``frobenius``: the rank of W/‖W‖_F at absolute tolerance atol, i.e. atol·‖W‖_F
+      (atol required).
+    - ``gram``: the ``torch`` default on the Gram matrix AᵀA (n×n, n = shape[1]), whose
+      eigenvalues are s²: s_1·sqrt(rtol·n·eps), rtol a factor on that default (default 1).
+    - ``tail_energy`` has no single threshold; use :func:`numerical_rank`.
 
-    eps is that of ``eps_dtype`` (default ``s.dtype``: the dtype the SVD ran in). ``dlrt`` is a
-    tail-energy rule without a single threshold; use :func:`numerical_rank`.
+    A paper preset (:data:`rankscope.metrics.RANK_PRESETS`: ``galanti``, ``mixed_dynamics``,
+    ``accnet``, ``feng``, ``weightwatcher``, ``dlrt``) runs its generic policy with its
+    tolerances; see :func:`resolve_rank_policy`. eps is that of ``eps_dtype`` (default
+    ``s.dtype``: the dtype the SVD ran in).
     """
     s = check_spectrum(s)
-    if policy not in RANK_POLICIES:
-        raise ValueError(f"unknown tolerance policy {policy!r}; expected one of {RANK_POLICIES}")
+    generic, rtol, atol, _ = resolve_rank_policy(policy, rtol=rtol, atol=atol)
+    return _threshold(s, policy, generic, shape=shape, rtol=rtol, atol=atol, eps_dtype=eps_dtype)
+
+
+def _threshold(
+    s: torch.Tensor,
+    name: str,
+    policy: str,
+    *,
+    shape: tuple[int, int] | None,
+    rtol: float | None,
+    atol: float | None,
+    eps_dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """The threshold of generic ``policy`` (``name``: what the caller asked for, for errors)."""
     rtol, atol = _check_tol("rtol", rtol), _check_tol("atol", atol)
     eps = _eps(eps_dtype or s.dtype)
     s1 = _s1(s)
@@ -111,7 +163,7 @@ def rank_threshold(
         # to its default rtol when atol is absent or 0
         given = atol is not None and (atol > 0 or policy == "numpy")
         if rtol is None:
-            rtol = 0.0 if given else max(_need_shape(policy, shape)) * eps
+            rtol = 0.0 if given else max(_need_shape(name, shape)) * eps
         return torch.clamp(s1 * rtol, min=atol or 0.0)
     if policy == "relative":
         if rtol is None:
@@ -121,28 +173,24 @@ def rank_threshold(
         if atol is None:
             raise ValueError("policy 'absolute' needs atol= (count s_i > atol)")
         return torch.full_like(s1, atol)
-    if policy == "galanti":
-        return torch.linalg.vector_norm(s, dim=-1) * (1e-3 if atol is None else atol)
-    if policy == "mixed_dynamics":
-        return s1 / 5
-    if policy == "accnet":
-        return torch.clamp(s1 * 0.1, min=0.1)
-    if policy == "feng":
+    if policy == "frobenius":
+        if atol is None:
+            raise ValueError("policy 'frobenius' needs atol= (count s_i > atol·‖W‖_F)")
+        return torch.linalg.vector_norm(s, dim=-1) * atol
+    if policy == "gram":
         soft = 1.0 if rtol is None else rtol
-        return s1 * math.sqrt(soft * _need_shape(policy, shape)[1] * eps)
-    if policy == "weightwatcher":
-        return s1 * max(_need_shape(policy, shape)) * eps
+        return s1 * math.sqrt(soft * _need_shape(name, shape)[1] * eps)
     raise ValueError(
-        "policy 'dlrt' has no single threshold; call numerical_rank(s, 'dlrt', rtol=θ)"
+        f"policy {name!r} ({policy}) has no single threshold; "
+        f"call numerical_rank(s, {name!r}, rtol=θ)"
     )
 
 
-def _dlrt_rank(s: torch.Tensor, theta: float) -> torch.Tensor:
+def _tail_energy_rank(s: torch.Tensor, theta: float) -> torch.Tensor:
     sq = s**2
     tail = torch.flip(torch.cumsum(torch.flip(sq, [-1]), -1), [-1])  # tail[r] = Σ_{j>=r} s_j²
     total = sq.sum(-1, keepdim=True)
     r = (tail >= (theta**2) * total).sum(-1)  # smallest r whose dropped tail is < θ‖s‖
-    r = torch.clamp(r, min=min(2, s.shape[-1]))
     return torch.where(total.squeeze(-1) > 0, r, 0).to(torch.int64)
 
 
@@ -154,21 +202,35 @@ def numerical_rank(
     rtol: float | None = None,
     atol: float | None = None,
     eps_dtype: torch.dtype | None = None,
+    min_rank: int = 0,
 ) -> torch.Tensor:
     """Number of singular values strictly above the policy's threshold (int64, shape (...,)).
 
-    See :func:`rank_threshold` for the policies. ``dlrt`` (DLRT-Net) keeps the smallest r whose
-    dropped tail (Σ_{j>r} s_j²)^{1/2} is < θ·‖s‖_2, θ = ``rtol`` (default 0.1), minimum 2;
-    the zero matrix has rank 0 under every policy.
+    See :func:`rank_threshold` for the policies and presets. ``tail_energy`` keeps the smallest
+    r whose dropped tail (Σ_{j>r} s_j²)^{1/2} is < θ·‖s‖_2, θ = ``rtol`` (required).
+    ``min_rank`` raises the rank of a non-zero matrix to at least min(min_rank, k) (the
+    ``dlrt`` preset keeps 2); the zero matrix has rank 0 under every policy.
 
     >>> numerical_rank(torch.tensor([1.0, 0.5, 1e-9]), "relative", rtol=1e-3)
     tensor(2)
     """
     s = check_spectrum(s)
-    if policy == "dlrt":
-        return _dlrt_rank(s, 0.1 if rtol is None else _check_tol("rtol (θ)", rtol))
-    t = rank_threshold(s, policy, shape=shape, rtol=rtol, atol=atol, eps_dtype=eps_dtype)
-    return (s > t.unsqueeze(-1)).sum(-1).to(torch.int64)
+    if isinstance(min_rank, bool) or not isinstance(min_rank, numbers.Integral) or min_rank < 0:
+        raise ValueError(f"min_rank must be an int >= 0, got {min_rank!r}")
+    name = policy
+    policy, rtol, atol, min_rank = resolve_rank_policy(
+        policy, rtol=rtol, atol=atol, min_rank=int(min_rank)
+    )
+    if policy == "tail_energy":
+        if rtol is None:
+            raise ValueError(f"policy {name!r} needs rtol= (θ: keep the tail below θ·‖s‖)")
+        r = _tail_energy_rank(s, _check_tol("rtol (θ)", rtol))
+    else:
+        t = _threshold(s, name, policy, shape=shape, rtol=rtol, atol=atol, eps_dtype=eps_dtype)
+        r = (s > t.unsqueeze(-1)).sum(-1).to(torch.int64)
+    if min_rank:
+        r = torch.where(_s1(s) > 0, torch.clamp(r, min=min(min_rank, s.shape[-1])), r)
+    return r
 
 
 def drop_small(

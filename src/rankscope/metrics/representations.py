@@ -30,7 +30,7 @@ __all__ = [
 
 CONV_MODES = ("channelwise", "flatten")
 # Policies whose tolerance is eps-based: on the covariance route they act on λ (see below).
-_EPS_POLICIES = ("torch", "numpy", "weightwatcher", "feng")
+_EPS_POLICIES = ("torch", "numpy", "gram", "weightwatcher", "feng")
 
 
 class CovarianceAccumulator:
@@ -141,7 +141,7 @@ def representation_rank(
     """Numerical rank of the (centred) data matrix from a covariance accumulator (§1, §5).
 
     Which spectrum the tolerance is on:
-    - eps-based policies (``torch``, ``numpy``, ``weightwatcher``, ``feng``) act on the
+    - eps-based policies (``torch``, ``numpy``, ``gram``, ``weightwatcher``, ``feng``) act on the
       eigenvalues λ of the d×d covariance, i.e. ``matrix_rank(C)``: λ_i > d·eps·λ_1, the same
       as s_i > sqrt(d·eps)·s_1. (An eps-level tolerance on s cannot be honoured, because λ is
       only known to eps·λ_1.) ``atol`` is then in units of λ.

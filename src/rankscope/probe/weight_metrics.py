@@ -196,7 +196,7 @@ def _full_metrics(
         "effective_rank": float(effective_rank(s)),
         "rank_torch": int(numerical_rank(s, "torch", shape=shape, eps_dtype=eps_dtype)),
         "rank_rel1e-2": int(numerical_rank(s, "relative", rtol=st.rel_tol)),
-        "rank_galanti": int(numerical_rank(s, "galanti", atol=st.galanti_tol)),
+        "rank_galanti": int(numerical_rank(s, "frobenius", atol=st.galanti_tol)),
         "unavailable": "",
     }
 

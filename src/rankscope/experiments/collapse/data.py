@@ -34,6 +34,22 @@ class Split:
     def dim(self) -> int:
         return int(self.x_train.shape[1])
 
+    def to(self, device: torch.device | str) -> Split:
+        """The same split with every tensor on ``device`` (itself when already there)."""
+        moved = [t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)]
+        return Split(*moved, self.num_classes, self.description)
+
+    def with_dtype(self, dtype: torch.dtype, note: str = "") -> Split:
+        """The same split with the inputs cast to ``dtype`` (labels unchanged)."""
+        return Split(
+            self.x_train.to(dtype),
+            self.y_train,
+            self.x_test.to(dtype),
+            self.y_test,
+            self.num_classes,
+            self.description + note,
+        )
+
 
 def check_labels(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
     """Raise a clear ``ValueError`` for data a classifier cannot be trained or measured on.

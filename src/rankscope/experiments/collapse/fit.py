@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from rankscope.train import MLPEnsemble, cross_entropy, train, train_ensemble
+from rankscope.models import MLPEnsemble
+from rankscope.train import cross_entropy, train
 from rankscope.train.errors import Diverged
 
 __all__ = ["ce_loss", "fit_adam_then_gd", "fit_lbfgs", "mlp_dims"]
@@ -115,7 +116,7 @@ def fit_adam_then_gd(
             if callback is not None:
                 callback(offset + state.step, ens, state.active)
 
-        res = train_ensemble(
+        res = train(
             ens,
             ce_loss,
             optimizer=opt,
@@ -125,6 +126,7 @@ def fit_adam_then_gd(
             l2=l2,
             log_at=local or None,
             callbacks=[cb] if local else (),
+            on_diverge="stop",  # a diverged member is frozen, the others go on
         )
-        status = [a if a != "completed" else b for a, b in zip(status, res.status)]
+        status = [a if a != "completed" else b for a, b in zip(status, res.statuses)]
     return {"status": status}

@@ -11,17 +11,71 @@ d_K/‖W‖_F, NC1/TCV/CDNV of H_{l−1}, the stationarity residual and the non-
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rankscope.experiments.base import Claim, Experiment, Result, RunContext
 from rankscope.experiments.collapse import nrc_claims
 from rankscope.experiments.collapse.data import digits_split
-from rankscope.experiments.collapse.nrc_runs import adam_sweep, lbfgs_sweep, mixture_sweep
+from rankscope.experiments.collapse.nrc_runs import (
+    NetworkRun,
+    adam_sweep,
+    lbfgs_sweep,
+    mixture_sweep,
+)
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENT",
+    "PRESETS",
+    "AdamConfig",
+    "Config",
+    "LbfgsConfig",
+    "MixtureConfig",
+    "Summary",
+    "run",
+]
 
 PAPER = "arXiv:2402.03991"
+
+
+@dataclass(frozen=True)
+class LbfgsConfig:
+    """Full-batch L-BFGS per λ of ``lams``: ``rounds`` restarts of ``iters`` strong-Wolfe
+    iterations with a history of ``history`` pairs (collapse.md NRC-1b)."""
+
+    lams: tuple[float, ...] = (1e-3, 1e-2)
+    rounds: int = 3
+    iters: int = 400
+    history: int = 20
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """``steps`` full-batch Adam at ``lr``, then ``gd_steps`` full-batch GD at ``gd_lr``, all λ
+    of ``lams`` as one vectorized ensemble (empty: skipped) (collapse.md NRC-1)."""
+
+    lams: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2)
+    steps: int = 2500
+    lr: float = 1e-3
+    gd_steps: int = 1000
+    gd_lr: float = 0.05
+
+
+@dataclass(frozen=True)
+class MixtureConfig:
+    """K = ``classes`` centres ~ N(0, I_dim), ``per_class`` points per class, x = centre + s·ε
+    for s in ``spreads``; MLP dim-``widths``-K at λ = ``lam`` by L-BFGS (``rounds`` ×
+    ``iters``, history ``history``) (collapse.md NRC-2, NRC-2b)."""
+
+    spreads: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0)
+    dim: int = 40
+    classes: int = 5
+    per_class: int = 60
+    widths: tuple[int, ...] = (64, 64)
+    lam: float = 1e-2
+    rounds: int = 3
+    iters: int = 400
+    history: int = 20
 
 
 @dataclass(frozen=True)
@@ -29,36 +83,20 @@ class Config:
     """Digits MLP 64-w-w-w-10 (ReLU, no biases, He init, float64, cross-entropy).
 
     ``n_train = 0`` keeps the whole training split (1797·(1 − test_fraction) digits).
-    L-BFGS: ``lbfgs_rounds`` restarts of ``lbfgs_iters`` strong-Wolfe iterations per λ, with a
-    history of ``lbfgs_history`` pairs.
-    Adam protocol: ``adam_steps`` full-batch Adam at ``adam_lr``, then ``gd_steps`` full-batch
-    GD at ``gd_lr``, all λ of ``adam_lams`` as one vectorized ensemble (empty: skipped).
-    Mixtures: K = ``gmm_classes`` centres ~ N(0, I_d), ``gmm_per_class`` points per class,
-    x = centre + s·ε, MLP d-w-w-K at λ = ``gmm_lam`` by L-BFGS (``gmm_rounds``×``gmm_iters``).
+    Sub-studies: ``lbfgs`` (near-critical points), ``adam`` (a fixed Adam→GD budget), ``gmm``
+    (separable mixtures) and ``overlap`` (overlapping mixtures). ``log_points`` log-spaced
+    measurements per training run.
     """
 
     widths: tuple[int, ...] = (64, 64, 64)
     n_train: int = 0
     test_fraction: float = 0.2
-    lbfgs_lams: tuple[float, ...] = (1e-3, 1e-2)
-    lbfgs_rounds: int = 3
-    lbfgs_iters: int = 400
-    lbfgs_history: int = 20
-    adam_lams: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2)
-    adam_steps: int = 2500
-    adam_lr: float = 1e-3
-    gd_steps: int = 1000
-    gd_lr: float = 0.05
-    gmm_spreads: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0)
-    overlap_spreads: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
-    gmm_dim: int = 40
-    overlap_dim: int = 10
-    gmm_classes: int = 5
-    gmm_per_class: int = 60
-    gmm_widths: tuple[int, ...] = (64, 64)
-    gmm_lam: float = 1e-2
-    gmm_rounds: int = 3
-    gmm_iters: int = 400
+    lbfgs: LbfgsConfig = field(default_factory=LbfgsConfig)
+    adam: AdamConfig = field(default_factory=AdamConfig)
+    gmm: MixtureConfig = field(default_factory=MixtureConfig)
+    overlap: MixtureConfig = field(
+        default_factory=lambda: MixtureConfig(spreads=(0.5, 1.0, 2.0, 3.0), dim=10)
+    )
     log_points: int = 10
 
     def __post_init__(self) -> None:
@@ -66,63 +104,76 @@ class Config:
             raise ValueError(
                 f"widths needs >= 3 hidden layers (W2, W3 are claimed), got {self.widths}"
             )
-        if any(lam <= 0 for lam in (*self.lbfgs_lams, *self.adam_lams, self.gmm_lam)):
-            raise ValueError("every λ must be > 0 (the bound divides by λ)")
+        lams = (*self.lbfgs.lams, *self.adam.lams, self.gmm.lam, self.overlap.lam)
+        if any(lam <= 0 for lam in lams):
+            raise ValueError(f"every λ must be > 0 (the bound divides by λ), got {lams}")
 
+
+@dataclass(frozen=True)
+class Summary:
+    """One seed: every trained network of every sub-study with its per-layer measurements."""
+
+    K: int  # digits classes
+    n_train: int
+    data: str
+    objective: str
+    nrank: str
+    global_mean: str
+    lbfgs: list[NetworkRun]
+    adam: list[NetworkRun]
+    gmm: list[NetworkRun]
+    gmm_overlap: list[NetworkRun]
+
+
+_SMOKE_MIX = {"per_class": 20, "widths": (16, 16), "rounds": 1, "iters": 60}
 
 PRESETS = {
     "smoke": Config(
         widths=(24, 24, 24),
         n_train=300,
-        lbfgs_rounds=1,
-        lbfgs_iters=60,
-        adam_steps=200,
-        adam_lr=1e-2,
-        gd_steps=50,
-        gmm_spreads=(0.0, 1.0),
-        overlap_spreads=(0.5, 2.0),
-        gmm_dim=12,
-        overlap_dim=6,
-        gmm_per_class=20,
-        gmm_widths=(16, 16),
-        gmm_rounds=1,
-        gmm_iters=60,
+        lbfgs=LbfgsConfig(rounds=1, iters=60),
+        adam=AdamConfig(steps=200, lr=1e-2, gd_steps=50),
+        gmm=MixtureConfig(spreads=(0.0, 1.0), dim=12, **_SMOKE_MIX),
+        overlap=MixtureConfig(spreads=(0.5, 2.0), dim=6, **_SMOKE_MIX),
         log_points=4,
     ),
     "default": Config(),
-    "paper": Config(lbfgs_lams=(1e-4, 1e-3, 3e-3, 1e-2)),
+    "paper": Config(lbfgs=LbfgsConfig(lams=(1e-4, 1e-3, 3e-3, 1e-2))),
 }
 
 
 def run(config: Config, ctx: RunContext) -> Result:
     split = digits_split(
         ctx.rng, n_train=config.n_train or None, test_fraction=config.test_fraction
+    ).to(ctx.device)
+    lb = config.lbfgs
+    lbfgs = lbfgs_sweep(
+        ctx,
+        split,
+        lb.lams,
+        widths=config.widths,
+        rounds=lb.rounds,
+        iters=lb.iters,
+        history=lb.history,
+        log_points=config.log_points,
+        progress=(0.0, 0.3),
     )
-    wall: dict[str, float] = {}
-
-    def timed(name: str, fn, *args, **kw):
-        start = time.perf_counter()
-        out = fn(*args, **kw)
-        wall[name] = time.perf_counter() - start
-        return out
-
-    lbfgs = timed("lbfgs", lbfgs_sweep, config, ctx, split, config.lbfgs_lams, progress=(0.0, 0.3))
-    adam = timed("adam", adam_sweep, config, ctx, split, progress=(0.3, 0.8))
-    gmm = timed("gmm", mixture_sweep, config, ctx, overlap=False, progress=(0.8, 0.9))
-    overlap = timed("gmm_overlap", mixture_sweep, config, ctx, overlap=True, progress=(0.9, 1.0))
-    summary = {
-        "K": split.num_classes,
-        "gmm_K": config.gmm_classes,
-        "n_train": split.n_train,
-        "data": split.description,
-        "objective": "J = mean CE + (λ/2)·Σ_l ‖W_l‖_F² (rankscope.train l2 = λ/2); no biases",
-        "nrank": "rel_1e-2: #{s_i > 1e-2·s_1}",
-        "global_mean": "sample",
-        "protocols": {"lbfgs": lbfgs, "adam": adam},
-        "gmm": gmm,
-        "gmm_overlap": overlap,
-        "wall_s": wall,
-    }
+    adam = adam_sweep(config, ctx, split, progress=(0.3, 0.8))
+    mix = {"ctx": ctx, "log_points": config.log_points}
+    gmm = mixture_sweep(config.gmm, overlap=False, progress=(0.8, 0.9), **mix)
+    overlap = mixture_sweep(config.overlap, overlap=True, progress=(0.9, 1.0), **mix)
+    summary = Summary(
+        K=split.num_classes,
+        n_train=split.n_train,
+        data=split.description,
+        objective="J = mean CE + (λ/2)·Σ_l ‖W_l‖_F² (rankscope.train l2 = λ/2); no biases",
+        nrank="rel_1e-2: #{s_i > 1e-2·s_1}",
+        global_mean="sample",
+        lbfgs=lbfgs,
+        adam=adam,
+        gmm=gmm,
+        gmm_overlap=overlap,
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
@@ -139,6 +190,7 @@ CLAIMS = (
         "d_K^F(W_l) ≤ ‖R_l‖_F + ‖Δ_l‖_F‖H−M‖_F/(λN) hold for every layer and λ.",
         "every (layer, λ, sub-run)",
         check=nrc_claims.p1,
+        invert=nrc_claims.invert_p1,
     ),
     Claim(
         "P3'",
@@ -147,6 +199,7 @@ CLAIMS = (
         "λ = 1e-2 than at λ = 1e-3, under each protocol run.",
         "tail(1e-2) < tail(1e-3)",
         check=nrc_claims.p3_prime,
+        invert=nrc_claims.invert_p3_prime,
     ),
     Claim(
         "P5",
@@ -154,6 +207,7 @@ CLAIMS = (
         "Under L-BFGS (near-critical points), nrank_{1e-2}(W_3) ≤ K for λ ≥ 1e-3.",
         "nrank(W3) ≤ 10",
         check=nrc_claims.p5,
+        invert=nrc_claims.invert_p5,
     ),
     Claim(
         "P3",
@@ -161,6 +215,7 @@ CLAIMS = (
         "Adam protocol: the relative tail of W_2 and W_3 falls by ≥ 10× from λ = 1e-4 to λ = 1e-2.",
         "fall factor ≥ 10",
         check=nrc_claims.p3,
+        invert=nrc_claims.invert_p3,
     ),
     Claim(
         "P2",
@@ -168,6 +223,7 @@ CLAIMS = (
         _P2_STATEMENT,
         "strictly decreasing; nrank(W3) ≤ 12",
         check=nrc_claims.p2,
+        invert=nrc_claims.invert_p2,
         hard=False,
     ),
     Claim(
@@ -177,6 +233,7 @@ CLAIMS = (
         "and the bound holds for every spread s.",
         "nrank(W1) ≤ 5 at s = 0; bound holds",
         check=nrc_claims.nrc2,
+        invert=nrc_claims.invert_nrc2,
     ),
     Claim(
         "NRC-2b",
@@ -185,6 +242,7 @@ CLAIMS = (
         "W_1 rises with the within-class spread s.",
         "exploratory: increasing in s",
         check=nrc_claims.nrc2b,
+        invert=nrc_claims.invert_nrc2b,
         hard=False,
     ),
 )
@@ -205,5 +263,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 1, "paper": 3},
 )

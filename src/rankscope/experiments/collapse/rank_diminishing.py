@@ -5,14 +5,15 @@ D_l W_l ⋯ D_1 W_1 (D_l the ReLU derivative diagonals), so rank J_{l+1}(x) ≤ 
 rank(AB) ≤ min(rank A, rank B) (definitions §10). Measured on MLPs on digits, at init and after
 full-batch Adam, with a width-8 bottleneck control: per-input Jacobians of every layer output
 h_l (h_L = logits) in float64 at held-out inputs, ranked under the `torch` preset and under
-`feng` (rank of JᵀJ, a squared threshold). Records: ``jac_rank_torch`` / ``jac_rank_feng`` at
-step = depth l (0 = the input), index = input, layer = network tag; a violation of
-monotonicity logs both spectra as ``violation_sv``.
+the `feng` paper preset (rank of JᵀJ, a squared threshold; rankscope.metrics.RANK_PRESETS).
+The summary keeps every (depth, input) rank table; the records hold the same ranks as
+``jac_rank_torch`` / ``jac_rank_feng`` at step = depth l (0 = the input), index = input,
+layer = network tag; a violation of monotonicity logs both spectra as ``violation_sv``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -24,9 +25,10 @@ from rankscope.metrics import jacobians, numerical_rank, singular_values
 from rankscope.models.mlp import MLP
 from rankscope.train import train
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run"]
+__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "NetworkRanks", "Rise", "Summary", "run"]
 
 PAPER = "arXiv:2206.06072"
+POLICIES = ("torch", "feng")  # a generic policy and the paper's preset (metrics.RANK_PRESETS)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,43 @@ class Config:
             raise ValueError(
                 f"bottleneck_widths needs a layer of width <= 8, got {self.bottleneck_widths}"
             )
+
+
+@dataclass(frozen=True)
+class Rise:
+    """rank J_depth(x_input) > rank J_{depth−1}(x_input): ``ranks`` = [before, after]."""
+
+    depth: int
+    input: int
+    ranks: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class NetworkRanks:
+    """Jacobian ranks of one network at the probe inputs, per depth (0 = the input)."""
+
+    tag: str
+    dims: list[int]
+    trained: bool
+    ranks_torch: list[list[int]]  # (depth, input)
+    ranks_feng: list[list[int]]  # (depth, input)
+    median_rank_torch: list[float]
+    max_rank_torch: list[int]
+    median_rank_feng: list[float]
+    rises: list[Rise]
+    n_rises: int
+    train_loss: float | None = None
+    test_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    networks: list[NetworkRanks]
+    bottleneck_width: int
+    bottleneck_depth: int
+    n_inputs: int
+    jacobian_dtype: str
+    presets: dict[str, str] = field(default_factory=dict)
 
 
 PRESETS = {
@@ -74,13 +113,15 @@ def layer_outputs(net: MLP):
     return f
 
 
-def _net_ranks(ctx: RunContext, cfg: Config, tag: str, net: MLP, x: torch.Tensor) -> dict:
+def _net_ranks(
+    ctx: RunContext, cfg: Config, tag: str, net: MLP, x: torch.Tensor, **extra
+) -> NetworkRanks:
     """Per-layer Jacobian ranks at every probe input; records and a compact summary."""
     jac = jacobians(layer_outputs(net), x)  # (B, Σ n_l, d)
     blocks = torch.split(jac, list(net.dims[1:]), dim=1)
     d = x.shape[1]
-    eye = torch.eye(d, dtype=torch.float64).expand(x.shape[0], d, d)
-    spectra, ranks = [], {"torch": [], "feng": []}
+    eye = torch.eye(d, dtype=torch.float64, device=x.device).expand(x.shape[0], d, d)
+    spectra, ranks = [], {pol: [] for pol in POLICIES}
     for depth, j in enumerate((eye, *blocks)):
         s = singular_values(j)  # (B, min(n_l, d))
         spectra.append(s)
@@ -90,32 +131,32 @@ def _net_ranks(ctx: RunContext, cfg: Config, tag: str, net: MLP, x: torch.Tensor
             for b, v in enumerate(r.tolist()):
                 ctx.log.log(f"jac_rank_{pol}", v, step=depth, layer=tag, index=b)
     torch_ranks = torch.stack(ranks["torch"])  # (L+1, B)
+    feng_ranks = torch.stack(ranks["feng"])
     rises = torch.nonzero(torch_ranks[1:] > torch_ranks[:-1]).tolist()  # [(l, b)]
     for l, b in rises[: cfg.max_violation_spectra]:
         for depth in (l, l + 1):
             ctx.log.log_vector(
                 "violation_sv", spectra[depth][b], step=depth, layer=f"{tag}/input={b}"
             )
-    return {
-        "tag": tag,
-        "dims": list(net.dims),
-        "median_rank_torch": torch_ranks.double().median(dim=1).values.tolist(),
-        "max_rank_torch": torch_ranks.max(dim=1).values.tolist(),
-        "median_rank_feng": torch.stack(ranks["feng"]).double().median(dim=1).values.tolist(),
-        "rises": [
-            {
-                "depth": l + 1,
-                "input": b,
-                "ranks": [int(torch_ranks[l, b]), int(torch_ranks[l + 1, b])],
-            }
+    return NetworkRanks(
+        tag=tag,
+        dims=list(net.dims),
+        ranks_torch=torch_ranks.tolist(),
+        ranks_feng=feng_ranks.tolist(),
+        median_rank_torch=torch_ranks.double().median(dim=1).values.tolist(),
+        max_rank_torch=torch_ranks.max(dim=1).values.tolist(),
+        median_rank_feng=feng_ranks.double().median(dim=1).values.tolist(),
+        rises=[
+            Rise(l + 1, b, (int(torch_ranks[l, b]), int(torch_ranks[l + 1, b])))
             for l, b in rises[: cfg.max_violation_spectra]
         ],
-        "n_rises": len(rises),
-    }
+        n_rises=len(rises),
+        **extra,
+    )
 
 
 def run(config: Config, ctx: RunContext) -> Result:
-    split = digits_split(ctx.rng, test_fraction=config.test_fraction)
+    split = digits_split(ctx.rng, test_fraction=config.test_fraction).to(ctx.device)
     if split.y_test.numel() < config.n_inputs:
         raise ValueError(
             f"n_inputs={config.n_inputs} exceeds the {split.y_test.numel()} test digits"
@@ -127,8 +168,8 @@ def run(config: Config, ctx: RunContext) -> Result:
             mlp_dims(split.dim, widths, split.num_classes),
             generator=ctx.child_generator(i + 1),
             dtype=torch.float64,
-        )
-        out.append({**_net_ranks(ctx, config, f"init/{kind}", net, x), "trained": False})
+        ).to(ctx.device)
+        out.append(_net_ranks(ctx, config, f"init/{kind}", net, x, trained=False))
         res = train(
             net,
             ce_loss,
@@ -139,17 +180,27 @@ def run(config: Config, ctx: RunContext) -> Result:
         )
         with torch.no_grad():
             acc = float((net(split.x_test).argmax(1) == split.y_test).double().mean())
-        entry = _net_ranks(ctx, config, f"trained/{kind}", net, x)
-        out.append({**entry, "trained": True, "train_loss": res.final_loss, "test_acc": acc})
+        out.append(
+            _net_ranks(
+                ctx,
+                config,
+                f"trained/{kind}",
+                net,
+                x,
+                trained=True,
+                train_loss=res.final_loss,
+                test_acc=acc,
+            )
+        )
         ctx.progress((i + 1) / len(nets))
-    summary = {
-        "networks": out,
-        "bottleneck_width": min(config.bottleneck_widths),
-        "bottleneck_depth": 1 + config.bottleneck_widths.index(min(config.bottleneck_widths)),
-        "n_inputs": config.n_inputs,
-        "jacobian_dtype": "float64",
-        "presets": {"torch": "s_i > max(m, n)·eps·s_1", "feng": "s_i > √(n·eps)·s_1"},
-    }
+    summary = Summary(
+        networks=out,
+        bottleneck_width=min(config.bottleneck_widths),
+        bottleneck_depth=1 + config.bottleneck_widths.index(min(config.bottleneck_widths)),
+        n_inputs=config.n_inputs,
+        jacobian_dtype="float64",
+        presets={"torch": "s_i > max(m, n)·eps·s_1", "feng": "s_i > √(n·eps)·s_1"},
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
@@ -161,6 +212,7 @@ CLAIMS = (
         "`torch` preset in float64 (a rise logs both spectra).",
         "no rise",
         check=feng_claims.monotone,
+        invert=feng_claims.invert_monotone,
     ),
     Claim(
         "FENG-2",
@@ -168,6 +220,7 @@ CLAIMS = (
         "After a width-8 layer, rank J_l(x) ≤ 8 for every later layer and input.",
         "max rank ≤ 8",
         check=feng_claims.bottleneck,
+        invert=feng_claims.invert_bottleneck,
     ),
     Claim(
         "FENG-3",
@@ -175,6 +228,7 @@ CLAIMS = (
         "For every Jacobian, the `feng` rank (of JᵀJ) is ≤ the `torch` rank.",
         "feng ≤ torch",
         check=feng_claims.feng_below_torch,
+        invert=feng_claims.invert_feng_below_torch,
     ),
 )
 
@@ -191,5 +245,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 3, "paper": 5},
 )

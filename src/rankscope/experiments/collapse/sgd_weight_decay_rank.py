@@ -21,11 +21,13 @@ from rankscope.experiments.collapse import galanti_claims
 from rankscope.experiments.collapse.data import Split, digits_split
 from rankscope.experiments.collapse.fit import ce_loss, mlp_dims
 from rankscope.metrics import numerical_rank, singular_values, stable_rank
-from rankscope.train import MLPEnsemble, log_steps, train_ensemble
+from rankscope.models import MLPEnsemble
+from rankscope.train import log_steps, train
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run", "run_tag"]
+__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "GridRun", "Summary", "run", "run_tag"]
 
 PAPER = "arXiv:2206.05794"
+RANK_PRESET = "galanti"  # the official evaluator's rule (rankscope.metrics.RANK_PRESETS)
 DECAY_CONVENTION = (
     "penalty λ·Σ_l ‖W_l‖_F² added to the mean cross-entropy (rankscope.train l2 = λ); "
     "equivalent to torch SGD weight_decay = 2λ; decay factor per step 1 − 2μλ; no biases"
@@ -49,6 +51,39 @@ class Config:
     max_lr_halvings: int = 2
 
 
+@dataclass(frozen=True)
+class GridRun:
+    """One grid point (B, μ, λ) after training; a diverged member has no measurements."""
+
+    batch_size: int
+    lr: float  # μ of the grid
+    lr_used: float  # μ it ended with (halved after a divergence)
+    weight_decay: float  # λ of λ‖W‖²
+    torch_weight_decay: float  # 2λ
+    status: str
+    steps: int
+    epochs: int
+    tag: str
+    rank: dict[str, int] | None = None  # `galanti` rank per hidden layer
+    stable_rank: dict[str, float] | None = None
+    full_rank: dict[str, int] | None = None  # min(m, n) per hidden layer
+    test_acc: float | None = None
+    final_objective: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.rank is not None
+
+
+@dataclass(frozen=True)
+class Summary:
+    runs: list[GridRun]
+    decay_convention: str
+    rank_preset: str  # a name of rankscope.metrics.RANK_PRESETS
+    layers: list[str]
+    data: str
+
+
 PRESETS = {
     "smoke": Config(widths=(32, 32, 32), batch_sizes=(4, 32), epochs=20, n_train=300, log_points=3),
     "default": Config(),
@@ -68,10 +103,10 @@ def _measure(ctx: RunContext, step: int, ens: MLPEnsemble, members, tags, split:
     out = {}
     for i, w in enumerate(ens.weights[:-1]):
         s = singular_values(w.detach()[members])  # (E', k) float64
-        ranks = numerical_rank(s, "galanti")
+        ranks = numerical_rank(s, RANK_PRESET)
         srs = stable_rank(s)
         for row, e in enumerate(members):
-            ctx.log.log("rank_galanti", ranks[row], step=step, layer=f"{tags[e]}/W{i + 1}")
+            ctx.log.log(f"rank_{RANK_PRESET}", ranks[row], step=step, layer=f"{tags[e]}/W{i + 1}")
             ctx.log.log("stable_rank", srs[row], step=step, layer=f"{tags[e]}/W{i + 1}")
             out.setdefault(e, {})[f"W{i + 1}"] = (int(ranks[row]), float(srs[row]))
     for e in members:
@@ -82,7 +117,7 @@ def _measure(ctx: RunContext, step: int, ens: MLPEnsemble, members, tags, split:
 def _train_group(cfg: Config, ctx: RunContext, split: Split, b: int, grid, lr_scale) -> dict:
     """Train the members ``grid`` [(μ, λ)] of batch size b as one ensemble; final numbers."""
     dims = mlp_dims(split.dim, cfg.widths, split.num_classes)
-    ens = MLPEnsemble(dims, generators=[ctx.child_generator(1) for _ in grid])
+    ens = MLPEnsemble(dims, generators=[ctx.child_generator(1) for _ in grid]).to(ctx.device)
     lrs = [mu * lr_scale[k] for k, (mu, _) in enumerate(grid)]
     tags = [run_tag(b, mu, wd) for mu, wd in grid]
     steps = cfg.epochs * math.ceil(split.n_train / b)
@@ -90,7 +125,7 @@ def _train_group(cfg: Config, ctx: RunContext, split: Split, b: int, grid, lr_sc
     def cb(state) -> None:
         _measure(ctx, state.step, ens, state.members(), tags, split)
 
-    res = train_ensemble(
+    res = train(
         ens,
         ce_loss,
         optimizer="sgd",
@@ -99,36 +134,40 @@ def _train_group(cfg: Config, ctx: RunContext, split: Split, b: int, grid, lr_sc
         data=(split.x_train, split.y_train),
         batch_size=b,
         batches="shared",
-        generators=ctx.child_generator(1000 + b),
+        generator=ctx.child_generator(1000 + b),
         l2=[wd for _, wd in grid],
         log_at=log_steps(steps, cfg.log_points),
         callbacks=[cb],
+        on_diverge="stop",  # a diverged member is frozen and retrained at a smaller μ
     )
-    ok = [e for e, st in enumerate(res.status) if st != "diverged"]
+    ok = [e for e, st in enumerate(res.statuses) if st != "diverged"]
     final, acc = _measure(ctx, steps + 1, ens, ok, tags, split) if ok else ({}, None)
     out = {}
+    full = {
+        f"W{i + 1}": min(int(w.shape[1]), int(w.shape[2])) for i, w in enumerate(ens.weights[:-1])
+    }
     for e, (mu, wd) in enumerate(grid):
-        entry = {
-            "batch_size": b,
-            "lr": mu,
-            "lr_used": lrs[e],
-            "weight_decay": wd,
-            "torch_weight_decay": 2 * wd,
-            "status": res.status[e],
-            "steps": steps,
-            "epochs": cfg.epochs,
-            "tag": tags[e],
-        }
+        measured = {}
         if e in final:
-            entry["rank"] = {k: v[0] for k, v in final[e].items()}
-            entry["stable_rank"] = {k: v[1] for k, v in final[e].items()}
-            entry["full_rank"] = {
-                f"W{i + 1}": min(int(w.shape[1]), int(w.shape[2]))
-                for i, w in enumerate(ens.weights[:-1])
+            measured = {
+                "rank": {k: v[0] for k, v in final[e].items()},
+                "stable_rank": {k: v[1] for k, v in final[e].items()},
+                "full_rank": full,
+                "test_acc": float(acc[e]),
+                "final_objective": float(res.final_losses[e]),
             }
-            entry["test_acc"] = float(acc[e])
-            entry["final_objective"] = float(res.final_losses[e])
-        out[(mu, wd)] = entry
+        out[(mu, wd)] = GridRun(
+            batch_size=b,
+            lr=mu,
+            lr_used=lrs[e],
+            weight_decay=wd,
+            torch_weight_decay=2 * wd,
+            status=res.statuses[e],
+            steps=steps,
+            epochs=cfg.epochs,
+            tag=tags[e],
+            **measured,
+        )
     return out
 
 
@@ -136,14 +175,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     split = digits_split(
         ctx.rng, n_train=config.n_train or None, test_fraction=config.test_fraction
     )
-    split = Split(
-        split.x_train.float(),
-        split.y_train,
-        split.x_test.float(),
-        split.y_test,
-        split.num_classes,
-        split.description + " (float32)",
-    )
+    split = split.with_dtype(torch.float32, " (float32)").to(ctx.device)
     runs = []
     for j, b in enumerate(config.batch_sizes):
         grid = [(mu, wd) for mu in config.lrs for wd in config.weight_decays]
@@ -153,7 +185,7 @@ def run(config: Config, ctx: RunContext) -> Result:
             todo = [
                 k
                 for k in range(len(grid))
-                if grid[k] not in done or done[grid[k]]["status"] == "diverged"
+                if grid[k] not in done or done[grid[k]].status == "diverged"
             ]
             if not todo:
                 break
@@ -165,13 +197,13 @@ def run(config: Config, ctx: RunContext) -> Result:
                 scale[k] *= 0.5  # used only if this member diverged
         runs.extend(done[g] for g in grid)
         ctx.progress((j + 1) / len(config.batch_sizes))
-    summary = {
-        "runs": runs,
-        "decay_convention": DECAY_CONVENTION,
-        "rank_preset": "galanti",
-        "layers": [f"W{i + 1}" for i in range(len(config.widths))],
-        "data": split.description,
-    }
+    summary = Summary(
+        runs=runs,
+        decay_convention=DECAY_CONVENTION,
+        rank_preset=RANK_PRESET,
+        layers=[f"W{i + 1}" for i in range(len(config.widths))],
+        data=split.description,
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
@@ -183,6 +215,7 @@ CLAIMS = (
         "for every hidden layer.",
         "ρ ≥ 0.6",
         check=galanti_claims.rank_vs_batch,
+        invert=galanti_claims.invert_rank_vs_batch,
     ),
     Claim(
         "GAL-lr",
@@ -191,6 +224,7 @@ CLAIMS = (
         "the grid, for every hidden layer.",
         "ρ ≤ −0.6",
         check=galanti_claims.rank_vs_lr,
+        invert=galanti_claims.invert_rank_vs_lr,
     ),
     Claim(
         "GAL-wd",
@@ -199,6 +233,7 @@ CLAIMS = (
         "the grid, for every hidden layer.",
         "ρ ≤ −0.6",
         check=galanti_claims.rank_vs_wd,
+        invert=galanti_claims.invert_rank_vs_wd,
     ),
     Claim(
         "GAL-noWD",
@@ -207,6 +242,7 @@ CLAIMS = (
         "rank within 10% of full rank.",
         "rank ≥ 0.9·min(m, n)",
         check=galanti_claims.no_decay,
+        invert=galanti_claims.invert_no_decay,
     ),
     Claim(
         "GAL-acc",
@@ -215,6 +251,7 @@ CLAIMS = (
         "points across the λ > 0 of the grid ({1e-3, 5e-3} by default) at fixed (B, μ).",
         "max gap < 0.03",
         check=galanti_claims.accuracy,
+        invert=galanti_claims.invert_accuracy,
     ),
 )
 
@@ -232,5 +269,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 1, "paper": 3},
 )

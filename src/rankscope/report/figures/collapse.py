@@ -22,9 +22,9 @@ def _ok(results: Sequence[Result]) -> list[Result]:
     return good
 
 
-def _lam_runs(res: Result, protocol: str) -> list[dict]:
-    runs = res.summary["protocols"].get(protocol, [])
-    return sorted((r for r in runs if r.get("layers")), key=lambda r: r["lam"])
+def _lam_runs(res: Result, protocol: str) -> list:
+    runs = getattr(res.summary, protocol)
+    return sorted((r for r in runs if r.layers), key=lambda r: r.lam)
 
 
 def _grid(nrows: int, ncols: int, width: float, height: float):
@@ -41,16 +41,16 @@ def _lam_colors(n: int):
 
 def _lam_color_map(res: Result) -> dict[float, tuple]:
     """One colour per λ across both protocols (ordered by λ)."""
-    lams = sorted({r["lam"] for p, *_ in _PROTOCOLS for r in _lam_runs(res, p)})
+    lams = sorted({r.lam for p, *_ in _PROTOCOLS for r in _lam_runs(res, p)})
     return dict(zip(lams, _lam_colors(len(lams))))
 
 
 # ------------------------------------------------------------------ neural-rank-collapse
 def _nrc_spectra(results: Sequence[Result]):
     res = _ok(results)[0]
-    k = res.summary["K"]
+    k = res.summary.K
     protocols = [p for p in _PROTOCOLS if _lam_runs(res, p[0])]
-    n_layers = len(_lam_runs(res, protocols[0][0])[0]["layers"])
+    n_layers = len(_lam_runs(res, protocols[0][0])[0].layers)
     fig, axes = _grid(len(protocols), n_layers, 3.3, 3.0)
     for row, (protocol, label, _, _) in enumerate(protocols):
         runs = _lam_runs(res, protocol)
@@ -58,15 +58,15 @@ def _nrc_spectra(results: Sequence[Result]):
         for col in range(n_layers):
             ax = axes[row, col]
             for run in runs:
-                color = colors[run["lam"]]
-                s = res.records.vector("sv", layer=f"{run['tag']}/W{col + 1}")
+                color = colors[run.lam]
+                s = res.records.vector("sv", layer=f"{run.tag}/W{col + 1}")
                 s = s / s[0] if s.size and s[0] > 0 else s
                 ax.plot(
                     np.arange(1, s.size + 1),
                     np.maximum(s, 1e-18),
                     color=color,
                     lw=1.4,
-                    label=f"λ = {run['lam']:g}",
+                    label=f"λ = {run.lam:g}",
                 )
             ax.axvline(k + 0.5, color="tab:red", ls="--", lw=1, label=f"K = {k}")
             ax.axhline(1e-2, color="0.5", ls=":", lw=1, label="rank threshold 1e-2")
@@ -87,9 +87,9 @@ def _nrc_tail(results: Sequence[Result]):
         runs = _lam_runs(res, protocol)
         if not runs:
             continue
-        lams = [r["lam"] for r in runs]
-        for i in range(len(runs[0]["layers"]) - 1):  # the last layer has rank ≤ K anyway
-            tails = [max(r["layers"][i]["rel_tail"], 1e-18) for r in runs]
+        lams = [r.lam for r in runs]
+        for i in range(len(runs[0].layers) - 1):  # the last layer has rank ≤ K anyway
+            tails = [max(r.layers[i].rel_tail, 1e-18) for r in runs]
             ax.plot(
                 lams,
                 tails,
@@ -110,9 +110,9 @@ def _nrc_tail(results: Sequence[Result]):
 def _bound_points(res: Result):
     groups = {"lbfgs": [], "adam": [], "mixtures": []}
     for protocol in ("lbfgs", "adam"):
-        groups[protocol] = [e for r in _lam_runs(res, protocol) for e in r["layers"]]
-    mixtures = res.summary.get("gmm", []) + res.summary.get("gmm_overlap", [])
-    groups["mixtures"] = [e for r in mixtures for e in r.get("layers", [])]
+        groups[protocol] = [e for r in _lam_runs(res, protocol) for e in r.layers]
+    mixtures = [*res.summary.gmm, *res.summary.gmm_overlap]
+    groups["mixtures"] = [e for r in mixtures for e in r.layers]
     return groups
 
 
@@ -127,9 +127,9 @@ def _nrc_bound(results: Sequence[Result]):
     for res in _ok(results):
         for key, entries in _bound_points(res).items():
             pts = [
-                (e["bound_op"], e["s_k1"], e["relative_residual"] < 0.05)
+                (e.bound.bound_op, e.bound.s_k1, e.relative_residual < 0.05)
                 for e in entries
-                if e["s_k1"] > 0 and e["bound_op"] > 0
+                if e.bound.s_k1 > 0 and e.bound.bound_op > 0
             ]
             if not pts:
                 continue
@@ -180,14 +180,14 @@ def _nrc_collapse(results: Sequence[Result]):
         ax = axes[0, col]
         for protocol, plabel, ls, marker in _PROTOCOLS:
             for run in _lam_runs(res, protocol):
-                vals = [e["nc_prev"][key] for e in run["layers"]]
+                vals = [getattr(e.nc_prev, key) for e in run.layers]
                 ax.plot(
                     range(len(vals)),
                     vals,
                     ls=ls,
                     marker=marker,
-                    color=_lam_color_map(res)[run["lam"]],
-                    label=f"λ = {run['lam']:g}, {plabel}",
+                    color=_lam_color_map(res)[run.lam],
+                    label=f"λ = {run.lam:g}, {plabel}",
                 )
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_yscale("log")
@@ -202,35 +202,37 @@ def _nrc_collapse(results: Sequence[Result]):
 # ------------------------------------------------------------------ sgd-weight-decay-rank
 def _galanti_knobs(results: Sequence[Result]):
     res = _ok(results)[0]
-    layers = res.summary["layers"]
-    runs = [r for r in res.summary["runs"] if "rank" in r]
-    wds = sorted({r["weight_decay"] for r in runs})
-    lrs = sorted({r["lr"] for r in runs})
+    layers = res.summary.layers
+    runs = [r for r in res.summary.runs if r.finished]
+    wds = sorted({r.weight_decay for r in runs})
+    lrs = sorted({r.lr for r in runs})
     fig, axes = _grid(1, len(layers), 4.2, 3.8)
     colors = _lam_colors(len(wds))
     for col, layer in enumerate(layers):
         ax = axes[0, col]
+        full = runs[0].full_rank[layer]
         for wd, color in zip(wds, colors):
             for mu, ls, marker in zip(lrs, ("-", "--", ":"), ("o", "s", "^")):
                 sel = sorted(
-                    (r for r in runs if r["weight_decay"] == wd and r["lr"] == mu),
-                    key=lambda r: r["batch_size"],
+                    (r for r in runs if r.weight_decay == wd and r.lr == mu),
+                    key=lambda r: r.batch_size,
                 )
                 ax.plot(
-                    [r["batch_size"] for r in sel],
-                    [r["rank"][layer] for r in sel],
+                    [r.batch_size for r in sel],
+                    [r.rank[layer] for r in sel],
                     ls=ls,
                     marker=marker,
                     color=color,
                     label=f"λ = {wd:g}, μ = {mu:g}",
                 )
+        ax.axhline(0.9 * full, color="tab:red", ls="--", lw=1, label="0.9·full rank (λ = 0)")
         ax.set_xscale("log", base=2)
-        sizes = sorted({r["batch_size"] for r in runs})
+        sizes = sorted({r.batch_size for r in runs})
         ax.set_xticks(sizes, [str(b) for b in sizes])
-        ax.set_ylim(0, 1.05 * runs[0]["full_rank"][layer])
+        ax.set_ylim(0, 1.05 * full)
         ax.set_xlabel("batch size B (log)")
         ax.set_ylabel("rank, s_i > 1e-3·‖W‖_F")
-        ax.set_title(f"{layer} (full rank {runs[0]['full_rank'][layer]})", fontsize=9)
+        ax.set_title(f"{layer} (full rank {full})", fontsize=9)
     axes[0, -1].legend(fontsize=7)
     fig.suptitle("SGD + weight decay: rank vs batch size B, learning rate μ, weight decay λ")
     return fig, axes
@@ -239,19 +241,19 @@ def _galanti_knobs(results: Sequence[Result]):
 # ------------------------------------------------------------------ rank-diminishing
 def _feng_depth(results: Sequence[Result]):
     res = _ok(results)[0]
-    nets = res.summary["networks"]
+    nets = res.summary.networks
     fig, axes = _grid(1, len(nets), 3.6, 3.4)
     for col, net in enumerate(nets):
         ax = axes[0, col]
-        steps, ranks = res.records.matrix("jac_rank_torch", layer=net["tag"])  # (depth, input)
+        steps, ranks = res.records.matrix("jac_rank_torch", layer=net.tag)  # (depth, input)
         for b in range(ranks.shape[1]):
             ax.plot(steps, ranks[:, b], color="0.7", lw=0.6, alpha=0.6)
         q10, q50, q90 = np.nanquantile(ranks, [0.1, 0.5, 0.9], axis=1)
         ax.fill_between(steps, q10, q90, color="tab:blue", alpha=0.25, label="10-90% of inputs")
         ax.plot(steps, q50, color="tab:blue", lw=2, label="median")
-        if net["tag"].endswith("bottleneck"):
+        if net.tag.endswith("bottleneck"):
             ax.axhline(
-                res.summary["bottleneck_width"],
+                res.summary.bottleneck_width,
                 color="tab:red",
                 ls="--",
                 lw=1,
@@ -259,7 +261,7 @@ def _feng_depth(results: Sequence[Result]):
             )
         ax.set_xlabel("depth l (0 = input, last = logits)")
         ax.set_ylabel("rank $J_l(x)$, torch preset")
-        ax.set_title(f"{net['tag']} {net['dims']}", fontsize=8)
+        ax.set_title(f"{net.tag} {net.dims}", fontsize=8)
     axes[0, 0].plot([], [], color="0.7", lw=0.6, label="one input")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Rank of the Jacobian ∂h_l/∂x vs depth per input (float64, torch preset)")
