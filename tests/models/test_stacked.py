@@ -143,7 +143,7 @@ def test_unsupported_modules_are_refused_by_name():
         ok.train()
     with pytest.raises(ValueError, match="member 1 differs"):
         StackedModule.from_modules([nn.Linear(3, 4), nn.Linear(3, 5)])
-    with pytest.raises(TypeError, match="member 0 must be an nn.Module, got str"):
+    with pytest.raises(TypeError, match=r"member 0 must be an nn\.Module, got str"):
         StackedModule.from_modules(["net"])
     with pytest.raises(ValueError, match="at least one module"):
         StackedModule.from_modules([])
