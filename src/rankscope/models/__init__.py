@@ -7,6 +7,7 @@ from rankscope.models.gnn import DenseGCN, ProductGNN, normalized_adjacency
 from rankscope.models.ht import HTFactorization
 from rankscope.models.linear import DeepLinear, balanced_factors, balancedness, end_to_end
 from rankscope.models.mlp import MLP
+from rankscope.models.stacked import StackedModule
 
 __all__ = [
     "MLP",
@@ -18,6 +19,7 @@ __all__ = [
     "MLPEnsemble",
     "ProductGNN",
     "SmallCNN",
+    "StackedModule",
     "balanced_factors",
     "balancedness",
     "end_to_end",

@@ -7,6 +7,7 @@ Workers only compute; the calling process alone writes the store, one transactio
 
 from __future__ import annotations
 
+import logging
 import platform
 import subprocess
 import time
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 Event = Callable[[str, dict[str, Any]], None]
+_log = logging.getLogger(__name__)
 
 
 def _noop(kind: str, info: dict[str, Any]) -> None:
@@ -162,8 +164,15 @@ def execute_job(job: Job, progress: Callable[[float], None] | None = None) -> tu
     return result, wall
 
 
-def execute_group(jobs: Sequence[Job]) -> list[tuple[Result, float]]:
-    """Compute same-shaped jobs as one vectorized ensemble through ``Experiment.run_many``."""
+def execute_group(jobs: Sequence[Job], on_event: Event = _noop) -> list[tuple[Result, float]]:
+    """Compute same-shaped jobs as one vectorized ensemble through ``Experiment.run_many``.
+
+    If ``run_many`` raises (or returns something other than one Result per job), every job is
+    computed on its own with :func:`execute_job`, so errors are attributed to runs, and the
+    ensemble's error is not hidden: it is emitted as an ``ensemble_failed`` event, logged as a
+    warning, and kept in each fallback result's ``error`` (stored with the run; a run that
+    then succeeds keeps status ``ok``).
+    """
     exp = get_experiment(jobs[0].experiment)
     if exp.run_many is None or len(jobs) == 1:
         return [execute_job(j) for j in jobs]
@@ -172,8 +181,21 @@ def execute_group(jobs: Sequence[Job]) -> list[tuple[Result, float]]:
     t0 = time.perf_counter()
     try:
         results = exp.run_many(configs, ctxs)
-    except Exception:  # fall back to one run per job so that errors are attributed
-        return [execute_job(j) for j in jobs]
+        if len(results) != len(jobs) or not all(isinstance(r, Result) for r in results):
+            kinds = [type(r).__name__ for r in results]
+            raise TypeError(f"{exp.id}.run_many returned {kinds} for {len(jobs)} jobs")
+    except Exception as exc:
+        tb = "".join(traceback.format_exception(exc))[-3000:]
+        note = f"{exp.id}.run_many failed for {len(jobs)} jobs; computed one job at a time:\n{tb}"
+        _log.warning("%s", note)
+        on_event(
+            "ensemble_failed",
+            {"experiment": exp.id, "run_ids": [j.run_id for j in jobs], "error": tb},
+        )
+        out = [execute_job(j) for j in jobs]
+        for result, _ in out:
+            result.error = note if result.error is None else f"{result.error}\n{note}"
+        return out
     wall = (time.perf_counter() - t0) / len(jobs)
     out = []
     for j, r in zip(jobs, results):
@@ -183,6 +205,8 @@ def execute_group(jobs: Sequence[Job]) -> list[tuple[Result, float]]:
 
 
 def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
+    """Jobs of an experiment with ``run_many`` whose configs share its ``ensemble_key`` (and
+    device) form one group, in job order; every other job is a group of one."""
     groups: dict[Any, list[Job]] = {}
     singles: list[list[Job]] = []
     for j in jobs:
@@ -190,7 +214,7 @@ def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
         if exp.run_many is None or exp.ensemble_key is None:
             singles.append([j])
             continue
-        key = (j.experiment, exp.ensemble_key(config_from_dict(exp.config_cls, j.config)))
+        key = (j.experiment, j.device, exp.ensemble_key(config_from_dict(exp.config_cls, j.config)))
         groups.setdefault(key, []).append(j)
     return list(groups.values()) + singles
 
@@ -238,7 +262,7 @@ def run_jobs(
                 result, wall = execute_job(job, prog)
                 save(result, wall, job)
             else:
-                for (result, wall), job in zip(execute_group(group), group):
+                for (result, wall), job in zip(execute_group(group, on_event), group):
                     save(result, wall, job)
         return [j.run_id for j in jobs]
     futures = {}

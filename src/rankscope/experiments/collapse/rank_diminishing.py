@@ -13,6 +13,7 @@ layer = network tag; a violation of monotonicity logs both spectra as ``violatio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -23,9 +24,22 @@ from rankscope.experiments.collapse.data import digits_split
 from rankscope.experiments.collapse.fit import ce_loss, mlp_dims
 from rankscope.metrics import jacobians, numerical_rank, singular_values
 from rankscope.models.mlp import MLP
+from rankscope.models.stacked import StackedModule
 from rankscope.train import train
+from rankscope.train.errors import Diverged
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "NetworkRanks", "Rise", "Summary", "run"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENT",
+    "PRESETS",
+    "Config",
+    "NetworkRanks",
+    "Rise",
+    "Summary",
+    "ensemble_key",
+    "run",
+    "run_many",
+]
 
 PAPER = "arXiv:2206.06072"
 POLICIES = ("torch", "feng")  # a generic policy and the paper's preset (metrics.RANK_PRESETS)
@@ -155,20 +169,37 @@ def _net_ranks(
     )
 
 
-def run(config: Config, ctx: RunContext) -> Result:
+def _split(config: Config, ctx: RunContext):
     split = digits_split(ctx.rng, test_fraction=config.test_fraction).to(ctx.device)
     if split.y_test.numel() < config.n_inputs:
         raise ValueError(
             f"n_inputs={config.n_inputs} exceeds the {split.y_test.numel()} test digits"
         )
-    x = split.x_test[: config.n_inputs]
-    nets, out = {"plain": config.widths, "bottleneck": config.bottleneck_widths}, []
+    return split, split.x_test[: config.n_inputs]
+
+
+def _net(config: Config, ctx: RunContext, split, i: int, widths) -> MLP:
+    return MLP(
+        mlp_dims(split.dim, widths, split.num_classes),
+        generator=ctx.child_generator(i + 1),
+        dtype=torch.float64,
+    ).to(ctx.device)
+
+
+def _accuracy(net: MLP, split) -> float:
+    with torch.no_grad():
+        return float((net(split.x_test).argmax(1) == split.y_test).double().mean())
+
+
+def _nets(config: Config) -> dict[str, tuple[int, ...]]:
+    return {"plain": config.widths, "bottleneck": config.bottleneck_widths}
+
+
+def run(config: Config, ctx: RunContext) -> Result:
+    split, x = _split(config, ctx)
+    nets, out = _nets(config), []
     for i, (kind, widths) in enumerate(nets.items()):
-        net = MLP(
-            mlp_dims(split.dim, widths, split.num_classes),
-            generator=ctx.child_generator(i + 1),
-            dtype=torch.float64,
-        ).to(ctx.device)
+        net = _net(config, ctx, split, i, widths)
         out.append(_net_ranks(ctx, config, f"init/{kind}", net, x, trained=False))
         res = train(
             net,
@@ -178,8 +209,6 @@ def run(config: Config, ctx: RunContext) -> Result:
             steps=config.train_steps,
             data=(split.x_train, split.y_train),
         )
-        with torch.no_grad():
-            acc = float((net(split.x_test).argmax(1) == split.y_test).double().mean())
         out.append(
             _net_ranks(
                 ctx,
@@ -189,11 +218,15 @@ def run(config: Config, ctx: RunContext) -> Result:
                 x,
                 trained=True,
                 train_loss=res.final_loss,
-                test_acc=acc,
+                test_acc=_accuracy(net, split),
             )
         )
         ctx.progress((i + 1) / len(nets))
-    summary = Summary(
+    return Result(summary=_summary(config, out), records=ctx.log.freeze())
+
+
+def _summary(config: Config, out: list[NetworkRanks]) -> Summary:
+    return Summary(
         networks=out,
         bottleneck_width=min(config.bottleneck_widths),
         bottleneck_depth=1 + config.bottleneck_widths.index(min(config.bottleneck_widths)),
@@ -201,7 +234,89 @@ def run(config: Config, ctx: RunContext) -> Result:
         jacobian_dtype="float64",
         presets={"torch": "s_i > max(m, n)·eps·s_1", "feng": "s_i > √(n·eps)·s_1"},
     )
-    return Result(summary=summary, records=ctx.log.freeze())
+
+
+def ensemble_key(config: Config) -> tuple:
+    """Configs whose networks and training share shapes and steps train as one ensemble
+    (``train_lr`` may differ: the engine takes one learning rate per member)."""
+    return (config.widths, config.bottleneck_widths, config.train_steps, config.test_fraction)
+
+
+def run_many(configs: Sequence[Config], ctxs: Sequence[RunContext]) -> list[Result]:
+    """:func:`run` for several (config, seed) pairs sharing :func:`ensemble_key`: for each
+    network kind, the E members (each on its own seed's digits split and init) train as ONE
+    stacked ensemble (:class:`~rankscope.models.StackedModule`) through the engine; the
+    Jacobian ranks are then measured per member exactly as :func:`run` does. A member that
+    diverges is frozen and its run recorded as diverged (what :func:`run` raises)."""
+    if len(configs) != len(ctxs) or not configs:
+        raise ValueError(
+            f"run_many needs as many configs as contexts, got {len(configs)}, {len(ctxs)}"
+        )
+    keys = {ensemble_key(c) for c in configs}
+    if len(keys) != 1:
+        raise ValueError(f"run_many needs configs with one ensemble_key, got {sorted(keys)}")
+    splits = [_split(c, ctx) for c, ctx in zip(configs, ctxs)]
+    outs: list[list[NetworkRanks]] = [[] for _ in configs]
+    diverged: dict[int, int] = {}  # member -> step
+    kinds = _nets(configs[0])
+    for i, (kind, widths) in enumerate(kinds.items()):
+        live = [e for e in range(len(configs)) if e not in diverged]
+        if not live:
+            break
+        nets = []
+        for e in live:
+            (split, x), cfg, ctx = splits[e], configs[e], ctxs[e]
+            net = _net(cfg, ctx, split, i, widths)
+            outs[e].append(_net_ranks(ctx, cfg, f"init/{kind}", net, x, trained=False))
+            nets.append(net)
+        stack = StackedModule.from_modules(nets)
+        data = (
+            torch.stack([splits[e][0].x_train for e in live]),  # (E, N, d): one split each
+            torch.stack([splits[e][0].y_train for e in live]),
+        )
+        res = train(
+            stack,
+            ce_loss,
+            optimizer="adam",
+            lr=[configs[e].train_lr for e in live],
+            steps=configs[0].train_steps,
+            data=data,
+            on_diverge="stop",
+        )
+        for k, e in enumerate(live):
+            if res.statuses[k] == "diverged":
+                diverged[e] = res.diverged_steps[k]
+                continue
+            (split, x), cfg, ctx = splits[e], configs[e], ctxs[e]
+            net = stack.member(k)
+            outs[e].append(
+                _net_ranks(
+                    ctx,
+                    cfg,
+                    f"trained/{kind}",
+                    net,
+                    x,
+                    trained=True,
+                    train_loss=float(res.final_losses[k]),
+                    test_acc=_accuracy(net, split),
+                )
+            )
+            ctx.progress((i + 1) / len(kinds))
+    results = []
+    for e, (cfg, ctx) in enumerate(zip(configs, ctxs)):
+        if e in diverged:
+            exc = Diverged(diverged[e])
+            results.append(
+                Result(
+                    status="diverged",
+                    diverged_step=exc.step,
+                    error=str(exc),
+                    records=ctx.log.freeze(),
+                )
+            )
+        else:
+            results.append(Result(summary=_summary(cfg, outs[e]), records=ctx.log.freeze()))
+    return results
 
 
 CLAIMS = (
@@ -247,4 +362,6 @@ EXPERIMENT = Experiment(
     claims=CLAIMS,
     summary_cls=Summary,
     seeds={"smoke": 1, "default": 3, "paper": 5},
+    run_many=run_many,
+    ensemble_key=ensemble_key,
 )
