@@ -9,6 +9,7 @@ Setups and thresholds: tensor_graph.md.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -197,15 +198,25 @@ def _gnn2(cfg: Config, ctx: RunContext) -> dict[str, SameClassGraph]:
     return out
 
 
-def _gnn3(cfg: GNN3Config, depth: int, ctx: RunContext) -> Sparsification:
+@functools.lru_cache(maxsize=2)
+def _data_set(cfg: GNN3Config):
+    """GNN-3's data set, the same for every run seed: the SBM graph from ``graph_seed``, its
+    vertex features, and the deterministic WIS removal orders (cached within a process, since
+    2-WIS takes about a minute at default); callers must not modify them."""
     edges, labels = sbm_graph(cfg.sizes, cfg.p_in, cfg.p_out, np.random.default_rng(cfg.graph_seed))
-    n = labels.size
     feats = _sbm_features(labels, cfg, torch.Generator().manual_seed(cfg.graph_seed))
     orders = {}
     for method in ("1-wis", "2-wis"):
         if method in cfg.methods:
             k = round(max(cfg.levels) * len(edges))
-            orders[method] = removal_order(method, edges, n, num_remove=k)
+            orders[method] = removal_order(method, edges, labels.size, num_remove=k)
+    return edges, labels, feats, orders
+
+
+def _gnn3(cfg: GNN3Config, depth: int, ctx: RunContext) -> Sparsification:
+    edges, labels, feats, wis_orders = _data_set(cfg)
+    n = labels.size
+    orders = dict(wis_orders)
     rng = np.random.default_rng(int(ctx.rng.integers(2**31)))
     split = rng.permutation(n)
     for method in ("random", "spectral"):
