@@ -12,9 +12,11 @@ Run: ``RANKSCOPE_THREADS=1 python benchmarks/bench_ensemble.py [--quick] [--json
    one ensemble vs 8 sequential :func:`rankscope.train.train` runs, full-batch Adam and
    minibatch SGD; results must agree to float tolerance. Target (issue 4) ≥ 3×.
 
-The ensemble is timed two ways: with ``loss_fn=SupervisedLoss(...)`` (the autograd-free
-closed-form step, "closed") and with the equivalent ``lambda m, b: mse(m(b[0]), b[1])``
-(autograd, "autograd"); both give the same bits. Each timing is the best of ``repeats``
+The ensemble is :func:`rankscope.train.train` (the one engine) on a stacked
+:class:`~rankscope.models.DeepLinearEnsemble` / :class:`~rankscope.models.MLPEnsemble`,
+timed two ways: with ``loss_fn=SupervisedLoss(...)`` (the autograd-free closed-form step,
+"closed") and with the equivalent ``lambda m, b: mse(m(b[0]), b[1])`` (autograd,
+"autograd"); both give the same bits. Each timing is the best of ``repeats``
 interleaved measurements (the machine is shared); the load average is printed.
 """
 
@@ -28,17 +30,9 @@ import time
 import torch
 from torch import nn
 
+from rankscope.models import DeepLinearEnsemble, MLPEnsemble
 from rankscope.threads import requested_threads, set_threads
-from rankscope.train import (
-    DeepLinearEnsemble,
-    MLPEnsemble,
-    cross_entropy,
-    ensemble_speedup,
-    mse,
-    train,
-    train_ensemble,
-)
-from rankscope.train.losses import SupervisedLoss
+from rankscope.train import SupervisedLoss, cross_entropy, ensemble_speedup, mse, train
 
 DEPTH = 4
 
@@ -121,8 +115,8 @@ def bench_dln(width: int, members: int, n: int, steps: int, repeats: int, naive_
     autograd = lambda m, b: mse(m(b[0]), b[1])  # noqa: E731
     runs = {
         "naive": lambda: _naive_steps(nets, opts, x, y, steps),
-        "closed": lambda: train_ensemble(ens, closed, lr=lr, steps=steps, data=(x, y)),
-        "autograd": lambda: train_ensemble(ens_ag, autograd, lr=lr, steps=steps, data=(x, y)),
+        "closed": lambda: train(ens, closed, lr=lr, steps=steps, data=(x, y)),
+        "autograd": lambda: train(ens_ag, autograd, lr=lr, steps=steps, data=(x, y)),
         "bmm": lambda: [bare() for _ in range(steps)],
     }
     bare = _bare_bmm_step(members, n, width)
@@ -139,7 +133,7 @@ def bench_dln(width: int, members: int, n: int, steps: int, repeats: int, naive_
     rate_ens = step_flops * steps / best["closed"]
     # check: the naive nets trained on the same data from the same init agree with members
     check = make_ens()
-    train_ensemble(check, closed, lr=lr, steps=5, data=(x, y))
+    train(check, closed, lr=lr, steps=5, data=(x, y))
     nets2, opts2 = _naive_nets(make_ens(), 2, lr)
     _naive_steps(nets2, opts2, x, y, 5)
     err = max(
@@ -189,9 +183,7 @@ def bench_mlp_lambdas(optimizer: str, steps: int, repeats: int, dtype: torch.dty
     def ensemble(loss_fn):
         ens = MLPEnsemble(dims, generators=[_gen(20 + e) for e in range(8)], dtype=dtype)
         gens = [_gen(40 + e) for e in range(8)]
-        train_ensemble(
-            ens, loss_fn, steps=steps, data=(x, labels), l2=lams, generators=gens, **opts
-        )
+        train(ens, loss_fn, steps=steps, data=(x, labels), l2=lams, generator=gens, **opts)
         return ens
 
     runs = {

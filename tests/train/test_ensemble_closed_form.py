@@ -1,4 +1,5 @@
-"""Autograd-free ensemble steps (SupervisedLoss): the same bits as the autograd path."""
+"""Autograd-free ensemble steps (SupervisedLoss through the engine's value_and_grads hook):
+the same bits as the autograd path."""
 
 from __future__ import annotations
 
@@ -6,15 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rankscope.models import MLP
-from rankscope.train import (
-    DeepLinearEnsemble,
-    MLPEnsemble,
-    cross_entropy,
-    mse,
-    train,
-    train_ensemble,
-)
+from rankscope.models import MLP, DeepLinearEnsemble, MLPEnsemble
+from rankscope.train import cross_entropy, mse, train
 from rankscope.train.losses import SupervisedLoss
 
 SEEDS = [11, 12, 13]
@@ -67,9 +61,21 @@ def _run(kind, closed, optimizer, batch_size, batches, l2_params, dtype, lrs):
         )
     ens = _ensemble(kind, dtype)
     gens = _gen(100) if batches == "shared" else [_gen(100 + e) for e in range(3)]
-    res = train_ensemble(ens, loss, optimizer=optimizer, lr=lrs, steps=25, data=data,
-                         batch_size=batch_size, batches=batches, l2=[0.0, 1e-3, 3e-2],
-                         l2_params=l2_params, generators=gens, log_at=[0, 5, 25])  # fmt: skip
+    res = train(
+        ens,
+        loss,
+        optimizer=optimizer,
+        lr=lrs,
+        steps=25,
+        data=data,
+        batch_size=batch_size,
+        batches=batches,
+        l2=[0.0, 1e-3, 3e-2],
+        l2_params=l2_params,
+        generator=gens,
+        log_at=[0, 5, 25],
+        on_diverge="stop",
+    )
     return ens, res
 
 
@@ -114,7 +120,7 @@ def test_closed_form_member_equals_an_independent_run() -> None:
     loss = SupervisedLoss("cross_entropy")
     ens = MLPEnsemble([5, 7, 4], bias=True, generators=[_gen(s) for s in SEEDS],
                       dtype=torch.float64)  # fmt: skip
-    train_ensemble(ens, loss, optimizer="adam", lr=0.01, steps=20, data=(x, y), l2=1e-3)
+    train(ens, loss, optimizer="adam", lr=0.01, steps=20, data=(x, y), l2=1e-3)
     for e, seed in enumerate(SEEDS):
         net = MLP([5, 7, 4], bias=True, generator=_gen(seed), dtype=torch.float64)
         train(net, loss, optimizer="adam", lr=0.01, steps=20, data=(x, y), l2=1e-3)
@@ -131,8 +137,9 @@ def test_other_activations_fall_back_to_autograd() -> None:
     for loss in (SupervisedLoss("cross_entropy"), lambda m, b: cross_entropy(m(b[0]), b[1])):
         ens = MLPEnsemble([4, 6, 3], activation="tanh", generators=[_gen(s) for s in SEEDS],
                           dtype=torch.float64)  # fmt: skip
-        assert not ens.supports_closed_form(SupervisedLoss("cross_entropy"))
-        train_ensemble(ens, loss, lr=0.1, steps=10, data=(x, y))
+        assert not ens.supports_closed_form("cross_entropy")
+        assert not SupervisedLoss("cross_entropy").has_closed_form(ens)
+        train(ens, loss, lr=0.1, steps=10, data=(x, y))
         runs.append([w.detach() for w in ens.weights])
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
@@ -143,3 +150,27 @@ def test_supervised_loss_rejects_unknown_names() -> None:
         SupervisedLoss("hinge")
     with pytest.raises(ValueError, match="differ"):
         SupervisedLoss("mse").value_and_grad(torch.zeros(2, 3, 4), torch.zeros(3, 5))
+
+
+def test_the_hook_is_used_only_where_it_applies_and_checked() -> None:
+    """Single networks and partly frozen ensembles train by autograd; a hook that returns the
+    wrong number of gradients is refused."""
+    x = torch.randn(20, 5, generator=_gen(0), dtype=torch.float64)
+    y = torch.randint(4, (20,), generator=_gen(1))
+    loss = SupervisedLoss("cross_entropy")
+    assert not loss.has_closed_form(MLP([5, 7, 4], generator=_gen(2), dtype=torch.float64))
+    ens = MLPEnsemble([5, 7, 4], generators=[_gen(s) for s in SEEDS], dtype=torch.float64)
+    assert loss.has_closed_form(ens)
+    ens.weights[0].requires_grad_(False)
+    frozen = ens.weights[0].detach().clone()
+    train(ens, loss, lr=0.1, steps=3, data=(x, y))  # autograd: the hook covers every parameter
+    assert torch.equal(ens.weights[0].detach(), frozen)
+
+    class Short(SupervisedLoss):
+        def value_and_grads(self, model, batch):
+            losses, grads = super().value_and_grads(model, batch)
+            return losses, grads[:1]
+
+    ens = MLPEnsemble([5, 7, 4], generators=[_gen(s) for s in SEEDS], dtype=torch.float64)
+    with pytest.raises(ValueError, match="gave 1 gradients for 2 parameters"):
+        train(ens, Short("cross_entropy"), lr=0.1, steps=1, data=(x, y))

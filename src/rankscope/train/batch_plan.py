@@ -28,6 +28,7 @@ __all__ = ["ensemble_speedup", "prefer_ensemble", "step_flops"]
 OVERHEAD_S = 4e-4  # fixed cost of one per-network GD step (Python + autograd + optimizer)
 FLOPS_PER_S = 2.0e10  # sustained single-core float32 matmul rate for these small shapes
 _BATCHABLE = ("gd", "sgd", "adam")
+_PER_MEMBER = ("lbfgs", "flow")  # the engine runs these on one model at a time
 
 
 def step_flops(dims: Sequence[int], n_samples: int) -> float:
@@ -74,15 +75,15 @@ def prefer_ensemble(
 ) -> bool:
     """True when E same-shaped runs should train as one vectorized ensemble.
 
-    False for a single member, for L-BFGS (no batched form), when the stacked activations
-    (E·N·Σ n_l floats, kept for backward) exceed ``max_bytes``, or when the predicted
-    speedup is below ``min_speedup``.
+    False for a single member, for L-BFGS and the exact flow (no batched form), when the
+    stacked activations (E·N·Σ n_l floats, kept for backward) exceed ``max_bytes``, or when
+    the predicted speedup is below ``min_speedup``.
     """
-    if optimizer not in (*_BATCHABLE, "lbfgs"):
+    if optimizer not in (*_BATCHABLE, *_PER_MEMBER):
         raise ValueError(
-            f"unknown optimizer {optimizer!r}; expected one of {(*_BATCHABLE, 'lbfgs')}"
+            f"unknown optimizer {optimizer!r}; expected one of {(*_BATCHABLE, *_PER_MEMBER)}"
         )
-    if optimizer == "lbfgs" or n_members < 2:
+    if optimizer in _PER_MEMBER or n_members < 2:
         return False
     dims = check_dims(dims)
     memory = n_members * n_samples * sum(dims) * bytes_per_float * 3

@@ -2,7 +2,7 @@
 
 Each takes predictions (..., B, k) and targets, and returns a tensor of shape (...): a scalar
 for one network, (E,) for an ensemble. The same function therefore serves
-:func:`rankscope.train.train` and :func:`rankscope.train.train_ensemble`. ``weights`` (..., B)
+:func:`rankscope.train.train` for both. ``weights`` (..., B)
 replaces the mean over B by a weighted sum (used for padded per-member batches).
 """
 
@@ -73,11 +73,15 @@ def _reciprocal(b: int, dtype: torch.dtype) -> float:
 class SupervisedLoss:
     """``loss(model, (x, y)) = name(model(x), y)``, with its gradient in closed form.
 
-    A ``loss_fn`` for :func:`rankscope.train.train` and
-    :func:`rankscope.train.train_ensemble` like any ``lambda m, b: mse(m(b[0]), b[1])``; in
-    addition, :meth:`value_and_grad` gives the output gradient without autograd, which lets
-    ``train_ensemble`` take an autograd-free step for :class:`DeepLinearEnsemble` and ReLU
-    :class:`MLPEnsemble` (the gradient flows back through ``bmm`` chains by hand).
+    A ``loss_fn`` for :func:`rankscope.train.train` like any
+    ``lambda m, b: mse(m(b[0]), b[1])``; in addition, :meth:`value_and_grad` gives the output
+    gradient without autograd, which lets the engine take an autograd-free step on a stacked
+    :class:`~rankscope.models.DeepLinearEnsemble` or ReLU
+    :class:`~rankscope.models.MLPEnsemble` (``model.loss_and_grads``: the gradient flows back
+    through ``bmm`` chains by hand), through the engine's hook :meth:`value_and_grads`. The
+    steps equal the autograd path's to the bit; ``benchmarks/bench_closed_form.py`` measures
+    ~2× on sgd-weight-decay-rank's B = 4 ensembles and 1.8× on bench_ensemble's DLN shape
+    (docs/decisions.md). Other models train by autograd.
     ``name``: ``"mse"`` (:func:`mse`) or ``"cross_entropy"`` (:func:`cross_entropy`).
     """
 
@@ -95,6 +99,15 @@ class SupervisedLoss:
     def __call__(self, model, batch) -> torch.Tensor:
         x, y = batch[0], batch[1]
         return self.fn(model(x), y)
+
+    def has_closed_form(self, model) -> bool:
+        """Whether ``model`` back-propagates this loss by hand (``loss_and_grads``)."""
+        supports = getattr(model, "supports_closed_form", None)
+        return callable(supports) and bool(supports(self.name))
+
+    def value_and_grads(self, model, batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The engine's hook: (losses (E,), ∂(Σ_e loss_e)/∂p for every parameter)."""
+        return model.loss_and_grads(self.value_and_grad, batch)
 
     @torch.no_grad()
     def value_and_grad(

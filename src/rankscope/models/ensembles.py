@@ -1,9 +1,28 @@
 """Stacked ensembles of E same-shaped networks: one batched computation for all members.
 
-Every weight is stored as one tensor (E, n_l, n_{l−1}); a forward pass is one ``bmm`` per
-layer. Member e is initialised by the single-network initialiser with its own generator
-``generators[e]`` (and its own init scale), so it starts exactly where an independent
-:class:`~rankscope.models.DeepLinear` / :class:`~rankscope.models.MLP` with that seed starts.
+Every weight is stored as one tensor (E, n_ℓ, n_{ℓ−1}) (biases (E, n_ℓ)); the forward pass
+is the single network's own code (:class:`~rankscope.models.DeepLinear`,
+:class:`~rankscope.models.MLP`), whose ``h @ W.mT`` is one ``bmm`` per layer on stacked
+weights: a shared input (N, n_0) is broadcast to every member without a copy, a per-member
+input is (E, N, n_0), the output is (E, N, n_L). Member e is initialised by the
+single-network initialiser with its own generator ``generators[e]`` (and its own init scale),
+so it starts exactly where an independent network with that seed starts. ``size`` is E;
+:func:`rankscope.train.train` treats any module with a ``size`` as an ensemble.
+
+Closed-form backward (``loss_and_grads``): for a supervised loss whose output gradient is
+given (``rankscope.train.SupervisedLoss``), the gradient of Σ_e loss_e flows back through the
+layers as a chain of ``bmm`` (ReLU masks from the stored activations), with no autograd
+graph; the steps equal autograd's to the bit. Kept because ``benchmarks/bench_closed_form.py``
+measures ≥ 2× over autograd on sgd-weight-decay-rank's small-batch ensembles (and it carries
+``bench_ensemble.py``'s ≥ 30×); see docs/decisions.md.
+
+>>> gens = [torch.Generator().manual_seed(s) for s in (0, 1, 2)]
+>>> ens = DeepLinearEnsemble([3, 5, 2], sigma=0.1, generators=gens)
+>>> ens.size, tuple(ens.product().shape), tuple(ens(torch.ones(4, 3)).shape)
+(3, (3, 2, 3), (3, 4, 2))
+>>> one = DeepLinear([3, 5, 2], sigma=0.1, generator=torch.Generator().manual_seed(1))
+>>> torch.equal(ens.member(1).product(), one.product())
+True
 """
 
 from __future__ import annotations
@@ -13,9 +32,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rankscope.models.linear import DeepLinear, check_dims, end_to_end, init_deep_linear
+from rankscope.models.linear import DeepLinear, check_dims, init_deep_linear
 from rankscope.models.mlp import MLP, activation_fn, init_mlp_weights
-from rankscope.train.losses import SupervisedLoss
 
 __all__ = ["DeepLinearEnsemble", "MLPEnsemble", "per_member"]
 
@@ -44,29 +62,17 @@ def _check_generators(generators: Sequence[torch.Generator]) -> list[torch.Gener
     return gens
 
 
-def _stack(mats: list[list[torch.Tensor]]) -> nn.ParameterList:
-    """Member-major lists [[W_1..W_L] per member] -> ParameterList of (E, n_l, n_{l−1})."""
-    return nn.ParameterList(nn.Parameter(torch.stack(ws).contiguous()) for ws in zip(*mats))
-
-
-def _bmm_right(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """h Wᵀ per member: h (E, N, n_in) or shared (N, n_in), w (E, n_out, n_in) -> (E, N, n_out).
-
-    A shared input is broadcast with ``expand`` (no copy). Measured here for (8, 1797, 64):
-    expand+bmm 2.1 ms vs one (N, E·n_out) GEMM + transpose 3.7 ms, whose non-contiguous
-    output also made the following ReLU ~10× slower.
-    """
-    return torch.bmm(_expand(h, w.shape[0]), w.mT)
-
-
 def _expand(h: torch.Tensor, size: int) -> torch.Tensor:
     """A shared (N, n) input as an (E, N, n) view (no copy); (E, N, n) is returned as is."""
     return h if h.ndim == 3 else h.expand(size, *h.shape)
 
 
-def _backprop(
-    ws: list[torch.Tensor], hs: list[torch.Tensor], g: torch.Tensor, *, relu: bool, bias: bool
-) -> list[torch.Tensor]:
+def _bmm_right(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """h Wᵀ per member, (E, N, n_out): the forward's ``h @ w.mT``, to the bit."""
+    return torch.bmm(_expand(h, w.shape[0]), w.mT)
+
+
+def _backprop(ws, hs, g: torch.Tensor, *, relu: bool, bias: bool) -> list[torch.Tensor]:
     """∂/∂W_ℓ (and ∂/∂b_ℓ) of Σ_e loss_e by hand, given g = ∂/∂(output) (E, N, n_L).
 
     ``hs[ℓ]`` is layer ℓ+1's input (E, N, n_ℓ) or shared (N, n_ℓ); for ``relu`` it is also
@@ -88,12 +94,19 @@ def _backprop(
     return dw + db if bias else dw
 
 
-class DeepLinearEnsemble(nn.Module):
+def _stack(mats: list[list[torch.Tensor]]) -> nn.ParameterList:
+    """Member-major lists [[W_1..W_L] per member] -> ParameterList of (E, n_ℓ, n_{ℓ−1})."""
+    return nn.ParameterList(nn.Parameter(torch.stack(ws).contiguous()) for ws in zip(*mats))
+
+
+class DeepLinearEnsemble(DeepLinear):
     """E deep linear networks A_e = W_{L,e}⋯W_{1,e}, weights stacked as (E, n_ℓ, n_{ℓ−1}).
 
     ``sigma``: init std, one float for all or one per member (each a float or one per
     layer). ``generators[e]`` draws member e's init exactly as
-    ``DeepLinear(dims, sigma=sigma[e], generator=generators[e])`` does.
+    ``DeepLinear(dims, sigma=sigma[e], generator=generators[e])`` does. ``forward`` and
+    ``product`` are :class:`DeepLinear`'s: (N, n_0) or (E, N, n_0) -> (E, N, n_L), and A (E,
+    n_L, n_0).
     """
 
     def __init__(
@@ -104,7 +117,7 @@ class DeepLinearEnsemble(nn.Module):
         generators: Sequence[torch.Generator],
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.dims = check_dims(dims)
         gens = _check_generators(generators)
         sig = per_member(sigma, len(gens), "sigma")
@@ -126,48 +139,36 @@ class DeepLinearEnsemble(nn.Module):
     def size(self) -> int:
         return self.weights[0].shape[0]
 
-    @property
-    def depth(self) -> int:
-        return len(self.weights)
-
-    def product(self) -> torch.Tensor:
-        """A_e for every member, (E, n_L, n_0)."""
-        return end_to_end(list(self.weights))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, n_0) or (E, N, n_0) -> (E, N, n_L)
-        for w in self.weights:
-            x = _bmm_right(x, w)
-        return x
-
     def member(self, e: int) -> DeepLinear:
         """A standalone copy of member e."""
         return DeepLinear.from_weights([w[e] for w in self.weights])
 
-    def supports_closed_form(self, loss) -> bool:
-        """Whether :meth:`loss_and_grads` applies (any :class:`SupervisedLoss`)."""
-        return isinstance(loss, SupervisedLoss)
+    def supports_closed_form(self, loss_name: str) -> bool:
+        """Whether :meth:`loss_and_grads` applies: any supervised loss."""
+        return True
 
     @torch.no_grad()
-    def loss_and_grads(self, loss: SupervisedLoss, batch) -> tuple[torch.Tensor, list]:
+    def loss_and_grads(self, out_grad, batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(loss_e (E,), ∂(Σ_e loss_e)/∂W_ℓ for ℓ = 1..L) on ``batch = (x, y)``, no autograd.
 
-        The gradient of loss(W_L⋯W_1 x, y) is closed-form: with g = ∂loss/∂out,
-        ∂W_ℓ = (W_{ℓ+1}ᵀ⋯W_Lᵀ g)ᵀ h_{ℓ−1}, computed as one chain of bmm (:func:`_backprop`).
+        ``out_grad(out, y) -> (loss (E,), ∂(Σ loss)/∂out)`` (it may overwrite ``out``). With
+        g = ∂loss/∂out, ∂W_ℓ = (W_{ℓ+1}ᵀ⋯W_Lᵀ g)ᵀ h_{ℓ−1}, one chain of bmm (:func:`_backprop`).
         """
         ws = [w.detach() for w in self.weights]
         hs = [batch[0]]
         for w in ws[:-1]:
             hs.append(_bmm_right(hs[-1], w))
-        losses, g = loss.value_and_grad(_bmm_right(hs[-1], ws[-1]), batch[1])
+        losses, g = out_grad(_bmm_right(hs[-1], ws[-1]), batch[1])
         return losses, _backprop(ws, hs, g, relu=False, bias=False)
 
 
-class MLPEnsemble(nn.Module):
-    """E MLPs with stacked weights (E, n_l, n_{l−1}) and optional biases (E, n_l).
+class MLPEnsemble(MLP):
+    """E MLPs with stacked weights (E, n_ℓ, n_{ℓ−1}) and optional biases (E, n_ℓ).
 
     ``init`` ("he", "lecun" or a float std) may differ per member; ``generators[e]`` draws
     member e's weights exactly as ``MLP(dims, activation, bias, init=init[e],
-    generator=generators[e])`` does.
+    generator=generators[e])`` does. ``forward`` and ``forward_with_hidden`` are
+    :class:`MLP`'s, on stacked tensors (E, N, n_ℓ); ``h_0`` is the input as given.
     """
 
     def __init__(
@@ -180,7 +181,7 @@ class MLPEnsemble(nn.Module):
         generators: Sequence[torch.Generator],
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.dims = check_dims(dims)
         self.activation = activation
         self._act = activation_fn(activation)
@@ -203,52 +204,29 @@ class MLPEnsemble(nn.Module):
     def size(self) -> int:
         return self.weights[0].shape[0]
 
-    @property
-    def depth(self) -> int:
-        return len(self.weights)
+    def supports_closed_form(self, loss_name: str) -> bool:
+        """Whether :meth:`loss_and_grads` applies: a supervised loss on a ReLU network."""
+        return self.activation == "relu"
 
-    def _layer(self, h: torch.Tensor, l: int) -> torch.Tensor:
-        z = _bmm_right(h, self.weights[l])  # (E, N, n_l)
+    def _stacked_layer(self, h: torch.Tensor, l: int) -> torch.Tensor:
+        z = _bmm_right(h, self.weights[l])  # (E, N, n_l), the forward's bits
         if self.biases is not None:
-            z = z + self.biases[l][:, None, :]
+            z = z + self.biases[l].unsqueeze(-2)
         return z
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, n_0) or (E, N, n_0) -> (E, N, n_L)
-        h = x
-        for l in range(self.depth - 1):
-            h = self._act_(self._layer(h, l))
-        return self._layer(h, self.depth - 1)
-
-    def forward_with_hidden(self, x: torch.Tensor):
-        """(out, [h_0 … h_{L−1}], [z_1 … z_L]), each (E, N, n_l); h_0 is x broadcast to E."""
-        hs = [x if x.ndim == 3 else x.expand(self.size, *x.shape)]
-        zs = []
-        h = x
-        for l in range(self.depth):
-            z = self._layer(h, l)
-            zs.append(z)
-            if l < self.depth - 1:
-                h = self._act(z)
-                hs.append(h)
-        return zs[-1], hs, zs
-
-    def supports_closed_form(self, loss) -> bool:
-        """Whether :meth:`loss_and_grads` applies: a :class:`SupervisedLoss` and ReLU."""
-        return isinstance(loss, SupervisedLoss) and self.activation == "relu"
-
     @torch.no_grad()
-    def loss_and_grads(self, loss: SupervisedLoss, batch) -> tuple[torch.Tensor, list]:
+    def loss_and_grads(self, out_grad, batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(loss_e (E,), gradients of Σ_e loss_e for weights then biases), no autograd.
 
         Same forward as :meth:`forward`; the backward is :func:`_backprop` with the ReLU
         masks taken from the stored activations (ReLU only: :meth:`supports_closed_form`).
         """
-        if not self.supports_closed_form(loss):
-            raise ValueError(f"no closed-form gradient for {loss!r} with {self.activation!r}")
+        if not self.supports_closed_form(""):
+            raise ValueError(f"no closed-form gradient with activation {self.activation!r}")
         hs = [batch[0]]
         for l in range(self.depth - 1):
-            hs.append(self._layer(hs[-1], l).relu_())
-        losses, g = loss.value_and_grad(self._layer(hs[-1], self.depth - 1), batch[1])
+            hs.append(self._stacked_layer(hs[-1], l).relu_())
+        losses, g = out_grad(self._stacked_layer(hs[-1], self.depth - 1), batch[1])
         ws = [w.detach() for w in self.weights]
         return losses, _backprop(ws, hs, g, relu=True, bias=self.biases is not None)
 
