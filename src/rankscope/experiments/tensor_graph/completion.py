@@ -1,10 +1,11 @@
 """Tensor completion by a factorization model trained with GroupRMSprop (full batch, MSE).
 
 Shared by ``tensor-factorization`` (CP) and ``htf-locality`` (HT). Training goes through
-:func:`rankscope.train.train`: one full-batch step per iteration, a callback sees the model
-every step, logs every ``log_every`` steps and freezes a member once its observed MSE is below
-``stop_loss`` (or at ``max_steps``). Several init scales train as one ensemble (``members``),
-which is exact: members share no parameters and GroupRMSprop keeps one second moment per member.
+:func:`rankscope.train.train`: one full-batch step per iteration; the engine's ``stop`` hook
+sees every step's (M,) losses, logs every ``log_every`` steps and freezes a member once its
+observed MSE is below ``stop_loss`` (or at ``max_steps``). Several init scales train as one
+ensemble (``members``), which is exact: members share no parameters and GroupRMSprop keeps one
+second moment per member.
 """
 
 from __future__ import annotations
@@ -91,25 +92,29 @@ def fit_completion(
         return ((s.model(idx).reshape(m, -1) - y) ** 2).mean(-1)  # (M,)
 
     fits: list[CompletionFit | None] = [None] * m
+    live = torch.ones(m, dtype=torch.bool)  # the engine's active mask, mirrored
 
-    def watch(state) -> torch.Tensor:
-        """Every step: which members are done (they freeze); log at the schedule and there."""
-        values, live = state.losses, state.active
-        done = live & ((values < stop_loss) | (state.step == max_steps))
-        if state.step % log_every == 0 or bool(done.any()):
+    def observe(step: int, values: torch.Tensor) -> torch.Tensor:
+        """Which members are done (they freeze); log at the schedule and at a member's end."""
+        done = live & ((values < stop_loss) | (step == max_steps))
+        if step % log_every == 0 or bool(done.any()):
             errors = unobserved_error()
-            on_log(state.step, values, errors, live)
+            on_log(step, values, errors, live.clone())
             for k in torch.nonzero(done).ravel().tolist():
-                fits[k] = CompletionFit(state.step, float(values[k]), float(errors[k]))
+                fits[k] = CompletionFit(step, float(values[k]), float(errors[k]))
+        live.logical_and_(~done)
         return done
 
+    # Every step before the last goes through ``stop`` (it sees the (M,) objectives and keeps
+    # no per-step state in the engine); the last step through a callback at ``max_steps``.
     train(
         stack,
         losses,
         optimizer=lambda params: GroupRMSprop(params, lr=lr, members=m),
         steps=max_steps,
-        log_at=1,
-        callbacks=[watch],
+        log_at=[max_steps],
+        callbacks=[lambda state: observe(state.step, state.losses)],
+        stop=observe,
     )
     return fits  # type: ignore[return-value]
 

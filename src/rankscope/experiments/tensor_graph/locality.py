@@ -67,29 +67,35 @@ class _SameClassLoss:
 
 
 class _EpochLog:
-    """Callback at every step: sample-weighted epoch means of the loss (and R_IGC), logged at
-    each epoch's end as ``train_loss`` (and ``igc``) at step = epoch number."""
+    """Sample-weighted epoch means of the loss (and R_IGC), logged at each epoch's end as
+    ``train_loss`` (and ``igc``) at step = epoch number. Called with every training step's
+    loss as the engine's ``stop`` hook (it never stops the run): unlike a callback at every
+    step, that keeps no per-step state in the engine."""
 
-    def __init__(self, objective: _SameClassLoss, n: int, batch_size: int, label: str) -> None:
+    def __init__(
+        self, objective: _SameClassLoss, n: int, batch_size: int, label: str, log: RecordLog
+    ) -> None:
         self.objective, self.n, self.batch_size, self.label = objective, n, batch_size, label
+        self.log = log
         self.per_epoch = math.ceil(n / batch_size)
         self.total = self.reg_total = 0.0
 
     def steps(self, epochs: int) -> int:
         return epochs * self.per_epoch
 
-    def __call__(self, state) -> None:
-        epoch, pos = divmod(state.step, self.per_epoch)
+    def __call__(self, step: int, loss: float) -> bool:
+        epoch, pos = divmod(step, self.per_epoch)
         if pos == 0:
             self.total = self.reg_total = 0.0
         size = min(self.batch_size, self.n - pos * self.batch_size)
-        self.total += state.loss * size
+        self.total += loss * size
         if self.objective.lam > 0:
             self.reg_total += self.objective.last_reg * size
         if pos == self.per_epoch - 1:
-            state.log.log("train_loss", self.total / self.n, step=epoch + 1, layer=self.label)
+            self.log.log("train_loss", self.total / self.n, step=epoch + 1, layer=self.label)
             if self.objective.lam > 0:
-                state.log.log("igc", self.reg_total / self.n, step=epoch + 1, layer=self.label)
+                self.log.log("igc", self.reg_total / self.n, step=epoch + 1, layer=self.label)
+        return False
 
 
 def train_same_class(
@@ -130,7 +136,7 @@ def train_same_class(
     right[:, 8 + gap :] = True
     model = SmallCNN(1, cfg.channels, 1, generator=gen).to(device)
     objective = _SameClassLoss(lam, left, right, gen)
-    epoch_log = _EpochLog(objective, n, cfg.batch_size, label)
+    epoch_log = _EpochLog(objective, n, cfg.batch_size, label, log)
     steps = epoch_log.steps(cfg.epochs)
     train(
         model,
@@ -141,8 +147,7 @@ def train_same_class(
         data=(x_tr, y_tr),
         batch_size=cfg.batch_size,
         generator=gen,
-        log_at=range(steps),  # every step before the last update's result (epoch means)
-        callbacks=[epoch_log],
+        stop=epoch_log,  # sees every step's loss; never stops
         log=log,
     )
     test_acc = _accuracy(model, x_te, y_te)
