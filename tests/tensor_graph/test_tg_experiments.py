@@ -10,6 +10,7 @@ import torch
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
 from rankscope.experiments.registry import get_experiment
+from rankscope.experiments.summary import summary_from_dict, summary_to_dict
 from rankscope.experiments.tensor_graph.data import (
     cluster_edges,
     graph_pair_features,
@@ -32,28 +33,31 @@ def smoke(request) -> tuple[str, Result]:
 
 def test_smoke_gives_verdicts_and_json_summary(smoke):
     exp_id, result = smoke
-    json.dumps(result.summary)
     exp = get_experiment(exp_id)
+    assert isinstance(result.summary, exp.summary_cls)
+    stored = json.loads(json.dumps(summary_to_dict(result.summary)))
+    assert summary_from_dict(exp.summary_cls, stored) == result.summary
     for claim in exp.claims:
-        verdict = claim.check(result)
+        verdict = claim.check(result) if claim.check else claim.across_seeds([result])
         assert verdict.verdict in VERDICTS, claim.id
         assert verdict.measured or verdict.note, claim.id
+        assert verdict.headline, claim.id
 
 
 def test_smoke_exact_parts(smoke):
     exp_id, result = smoke
     s = result.summary
     if exp_id == "gnn-walk-index":
-        assert s["gnn0"]["figure_wi2"] == 48 and s["gnn0"]["path_wi"] == [2, 6, 18]
-        assert s["gnn0"]["one_wis_equal"] == s["gnn0"]["graphs"]
-        assert s["gnn0"]["fast_equals_naive"] == s["gnn0"]["graphs"]
+        assert s.gnn0.figure_wi2 == 48 and s.gnn0.path_wi == (2, 6, 18)
+        assert s.gnn0.one_wis_equal == s.gnn0.graphs
+        assert s.gnn0.fast_equals_naive == s.gnn0.graphs
     elif exp_id == "htf-locality":
-        assert abs(s["igc0"]["additive"]["igc"] - 1) < 1e-6
-        assert abs(s["igc0"]["multiplicative"]["igc"] - 1) < 1e-6
-        assert s["igc0"]["multiplicative"]["grid_rank"] == 1
-        assert s["igc1"]["receptive_field"] >= s["igc1"]["widest_canvas"]
+        assert abs(s.igc0.additive.igc - 1) < 1e-6
+        assert abs(s.igc0.multiplicative.igc - 1) < 1e-6
+        assert s.igc0.multiplicative.grid_rank == 1
+        assert s.igc1.receptive_field >= s.igc1.widest_canvas
     else:
-        assert s["tc0"]["target_estimate"] == 1
+        assert s.tc0.target_estimate == 1
 
 
 def test_figures_draw(smoke):

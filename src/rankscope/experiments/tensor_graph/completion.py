@@ -1,10 +1,11 @@
 """Tensor completion by a factorization model trained with GroupRMSprop (full batch, MSE).
 
-Shared by ``tensor-factorization`` (CP) and ``htf-locality`` (HT). The loop reads top to
-bottom: one full-batch step per iteration, the callback sees the model every ``log_every``
-steps, training stops at ``max_steps`` or once the observed MSE is below ``stop_loss``.
-Several init scales train as one ensemble (``members``), which is exact: members share no
-parameters and GroupRMSprop keeps one second moment per member.
+Shared by ``tensor-factorization`` (CP) and ``htf-locality`` (HT). Training goes through
+:func:`rankscope.train.train`: one full-batch step per iteration; the engine's ``stop`` hook
+sees every step's (M,) losses, logs every ``log_every`` steps and freezes a member once its
+observed MSE is below ``stop_loss`` (or at ``max_steps``). Several init scales train as one
+ensemble (``members``), which is exact: members share no parameters and GroupRMSprop keeps one
+second moment per member.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rankscope.experiments.base import Diverged
-from rankscope.train.group_rmsprop import GroupRMSprop
+from rankscope.train import GroupRMSprop, train
 
 __all__ = [
     "CompletionFit",
+    "MemberStack",
     "fit_completion",
     "fit_tracking_norms",
     "observed_split",
@@ -43,6 +44,18 @@ def observed_split(numel: int, n_observed: int, generator: torch.Generator):
     return perm[:n_observed], perm[n_observed:]
 
 
+class MemberStack(nn.Module):
+    """A factorization with ``members`` = M stacked models, seen by the engine as an ensemble
+    of M (``size``): every parameter has the member dimension first."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        members = getattr(model, "members", None)
+        if members is None:
+            raise ValueError("fit_completion needs a model built with members=M (M >= 1)")
+        self.model, self.size = model, int(members)
+
+
 def fit_completion(
     model: nn.Module,
     target: torch.Tensor,
@@ -57,15 +70,15 @@ def fit_completion(
 ) -> list[CompletionFit]:
     """Fit ``model`` (index tuples -> entries) to ``target`` on ``observed`` flat indices.
 
-    ``model.members`` (None or M) ensemble members train at once, each with its own
-    GroupRMSprop second moment and its own stop: a member freezes (zero gradient) once its loss
-    is below ``stop_loss``. ``on_log(step, losses (M,), errors (M,), live (M,) bool)`` is called
-    at step 0, every ``log_every`` steps and at each member's last step; ``live`` marks the
-    members whose values are current. Raises :class:`Diverged` on a NaN/Inf loss.
+    ``model.members`` (M) ensemble members train at once through :func:`rankscope.train.train`,
+    each with its own GroupRMSprop second moment and its own stop: a member freezes (zero
+    gradient) once its loss is below ``stop_loss``. ``on_log(step, losses (M,), errors (M,),
+    live (M,) bool)`` is called at step 0, every ``log_every`` steps and at each member's last
+    step; ``live`` marks the members whose values are current. A NaN/Inf loss raises
+    :class:`~rankscope.train.errors.Diverged`.
     """
-    shape = target.shape
-    members = getattr(model, "members", None)
-    m = members or 1
+    stack = MemberStack(model)
+    shape, m = target.shape, stack.size
     idx = torch.stack(torch.unravel_index(observed, shape), -1)  # (|Ω|, N)
     y = target.reshape(-1)[observed]
     un_idx = torch.stack(torch.unravel_index(unobserved, shape), -1)
@@ -75,26 +88,34 @@ def fit_completion(
         with torch.no_grad():
             return (model(un_idx).reshape(m, -1) - y_un).norm(dim=-1) / y_un.norm()
 
-    opt = GroupRMSprop(model.parameters(), lr=lr, members=members)
-    active = torch.ones(m, dtype=torch.bool)
+    def losses(s: MemberStack) -> torch.Tensor:
+        return ((s.model(idx).reshape(m, -1) - y) ** 2).mean(-1)  # (M,)
+
     fits: list[CompletionFit | None] = [None] * m
-    for step in range(max_steps + 1):
-        opt.zero_grad()
-        losses = ((model(idx).reshape(m, -1) - y) ** 2).mean(-1)  # (M,)
-        values = losses.detach()
-        if not bool(torch.isfinite(values[active]).all()):
-            raise Diverged(step, "loss", float(values[active].sum()))
-        done = active & ((values < stop_loss) | (step == max_steps))
+    live = torch.ones(m, dtype=torch.bool)  # the engine's active mask, mirrored
+
+    def observe(step: int, values: torch.Tensor) -> torch.Tensor:
+        """Which members are done (they freeze); log at the schedule and at a member's end."""
+        done = live & ((values < stop_loss) | (step == max_steps))
         if step % log_every == 0 or bool(done.any()):
             errors = unobserved_error()
-            on_log(step, values, errors, active)
+            on_log(step, values, errors, live.clone())
             for k in torch.nonzero(done).ravel().tolist():
                 fits[k] = CompletionFit(step, float(values[k]), float(errors[k]))
-        active &= ~done
-        if not bool(active.any()):
-            break
-        (losses * active).sum().backward()  # finished members get zero gradients
-        opt.step()
+        live.logical_and_(~done)
+        return done
+
+    # Every step before the last goes through ``stop`` (it sees the (M,) objectives and keeps
+    # no per-step state in the engine); the last step through a callback at ``max_steps``.
+    train(
+        stack,
+        losses,
+        optimizer=lambda params: GroupRMSprop(params, lr=lr, members=m),
+        steps=max_steps,
+        log_at=[max_steps],
+        callbacks=[lambda state: observe(state.step, state.losses)],
+        stop=observe,
+    )
     return fits  # type: ignore[return-value]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rankscope.experiments.base import Diverged
 from rankscope.experiments.tensor_graph.data import cluster_edges, graph_pair_features
 from rankscope.metrics.graph import adjacency_matrix, vertex_walk_indices, walk_index
 from rankscope.metrics.tensor import separation_rank_lower_bound
 from rankscope.models.gnn import DenseGCN, ProductGNN, normalized_adjacency
 from rankscope.records import RecordLog
 from rankscope.sparsify import one_wis_removal_order, wis_removal_order, wis_removal_order_naive
+from rankscope.train import train
 
 __all__ = [
     "FIGURE_EDGES",
@@ -40,11 +40,14 @@ def _tuples_agree(edges: np.ndarray, n: int, a: np.ndarray, b: np.ndarray) -> bo
 
 
 def gnn0_summary(cfg, rng: np.random.Generator) -> dict:
-    """GNN-0: unit walk indices, 1-WIS vs (L−1)-WIS at L = 2, fast vs naive 2-WIS order."""
+    """GNN-0: unit walk indices, 1-WIS vs (L−1)-WIS at L = 2, fast vs naive 2-WIS order.
+
+    ``cfg``: graphs, nodes, p (random G(nodes, p) graphs drawn from ``rng``).
+    """
     agree = same_order = 0
-    n = cfg.gnn0_nodes
-    for _ in range(cfg.gnn0_graphs):
-        upper = np.triu(rng.random((n, n)) < cfg.gnn0_p, k=1)
+    n = cfg.nodes
+    for _ in range(cfg.graphs):
+        upper = np.triu(rng.random((n, n)) < cfg.p, k=1)
         edges = np.argwhere(upper).astype(np.int64)
         k = len(edges) // 2
         one = one_wis_removal_order(edges, n, k)
@@ -57,21 +60,24 @@ def gnn0_summary(cfg, rng: np.random.Generator) -> dict:
     return {
         "figure_wi2": int(walk_index(FIGURE_EDGES, 7, [0, 1, 2, 3], 2)),
         "path_wi": [int(walk_index(PATH6, 6, [0, 1, 2], ell)) for ell in (0, 1, 2)],
-        "graphs": cfg.gnn0_graphs,
+        "graphs": cfg.graphs,
         "one_wis_equal": int(agree),
         "fast_equals_naive": int(same_order),
     }
 
 
 def gnn1_grid_ranks(cfg, gen: torch.Generator) -> list[dict]:
-    """GNN-1: template-grid ranks of a product GNN on a path of 6, alternating vs contiguous I."""
+    """GNN-1: template-grid ranks of a product GNN on a path of 6, alternating vs contiguous I.
+
+    ``cfg``: depths, templates, noise.
+    """
     adj = torch.from_numpy(adjacency_matrix(PATH6, 6)).to(torch.float64)
-    p = cfg.gnn1_templates
-    t_in = 1 + cfg.gnn1_noise * torch.randn(p, 3, 3, generator=gen, dtype=torch.float64)
-    t_out = 1 + cfg.gnn1_noise * torch.randn(p, 3, 3, generator=gen, dtype=torch.float64)
+    p = cfg.templates
+    t_in = 1 + cfg.noise * torch.randn(p, 3, 3, generator=gen, dtype=torch.float64)
+    t_out = 1 + cfg.noise * torch.randn(p, 3, 3, generator=gen, dtype=torch.float64)
     rows = []
-    for depth in cfg.gnn1_depths:
-        model = ProductGNN(3, 3, depth, init_mean=1.0, init_std=cfg.gnn1_noise, generator=gen)
+    for depth in cfg.depths:
+        model = ProductGNN(3, 3, depth, init_mean=1.0, init_std=cfg.noise, generator=gen)
         row = {"depth": depth}
 
         def f(x, model=model):
@@ -92,78 +98,109 @@ def _bce_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 def train_same_class_graph(
     images,
     labels,
-    train,
-    test,
+    train_pairs,
+    test_pairs,
     variant: str,
     partition: str,
     cfg,
+    depth: int,
     gen: torch.Generator,
     log: RecordLog,
+    device: torch.device | None = None,
 ) -> dict:
-    """GNN-2: dense GCN on IsSameClass graphs (two 4-vertex clusters + a bridge)."""
+    """GNN-2: dense GCN on IsSameClass graphs (two 4-vertex clusters + a bridge).
+
+    ``cfg``: width, epochs, lr. Full-batch Adam through :func:`train`; the BCE loss is logged
+    every 50 epochs as ``gnn2_train_loss``.
+    """
+    device = torch.device("cpu") if device is None else device
     edges = cluster_edges(4, variant)
-    a_hat = normalized_adjacency(torch.from_numpy(adjacency_matrix(edges, 8)).float())
-    x_tr = torch.from_numpy(graph_pair_features(images, train, partition))
-    x_te = torch.from_numpy(graph_pair_features(images, test, partition))
-    y_tr = torch.from_numpy(labels[train[:, 0]] == labels[train[:, 1]]).float()
-    y_te = torch.from_numpy(labels[test[:, 0]] == labels[test[:, 1]]).float()
-    model = DenseGCN(16, cfg.gnn2_width, cfg.depth, 1, generator=gen)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.gnn2_lr)
+    a_hat = normalized_adjacency(torch.from_numpy(adjacency_matrix(edges, 8)).float()).to(device)
+    x_tr = torch.from_numpy(graph_pair_features(images, train_pairs, partition)).to(device)
+    x_te = torch.from_numpy(graph_pair_features(images, test_pairs, partition)).to(device)
+    y_tr = torch.from_numpy(labels[train_pairs[:, 0]] == labels[train_pairs[:, 1]]).float()
+    y_te = torch.from_numpy(labels[test_pairs[:, 0]] == labels[test_pairs[:, 1]]).float()
+    y_tr, y_te = y_tr.to(device), y_te.to(device)
+    model = DenseGCN(16, cfg.width, depth, 1, generator=gen).to(device)
     bce = torch.nn.BCEWithLogitsLoss()
     label = f"{variant},{partition}"
-    for epoch in range(cfg.gnn2_epochs):
-        opt.zero_grad()
-        loss = bce(model(x_tr, a_hat)[:, 0], y_tr)
-        if not torch.isfinite(loss):
-            raise Diverged(epoch, f"GNN-2 loss ({label})", loss.item())
-        loss.backward()
-        opt.step()
-        if epoch % 50 == 0:
-            log.log("gnn2_train_loss", loss.item(), step=epoch, layer=label)
+
+    def log_loss(state) -> None:
+        state.log.log("gnn2_train_loss", state.loss, step=state.step, layer=label)
+
+    train(
+        model,
+        lambda m: bce(m(x_tr, a_hat)[:, 0], y_tr),
+        optimizer="adam",
+        lr=cfg.lr,
+        steps=cfg.epochs,
+        log_at=range(0, cfg.epochs, 50),
+        callbacks=[log_loss],
+        log=log,
+    )
     with torch.no_grad():
         test_acc = _bce_accuracy(model(x_te, a_hat)[:, 0], y_te)
         train_acc = _bce_accuracy(model(x_tr, a_hat)[:, 0], y_tr)
-    log.log("gnn2_test_accuracy", test_acc, step=cfg.gnn2_epochs, layer=label)
+    log.log("gnn2_test_accuracy", test_acc, step=cfg.epochs, layer=label)
     image1 = [0, 1, 2, 3] if partition == "low_walk" else [0, 2, 5, 7]
     return {
         "test_accuracy": test_acc,
         "train_accuracy": train_acc,
-        "walk_index": int(walk_index(edges, 8, image1, cfg.depth - 1)),
+        "walk_index": int(walk_index(edges, 8, image1, depth - 1)),
     }
 
 
-def sparsification_accuracy(edges, removed, feats, labels, split, cfg, gen) -> float:
+class _BestValidation:
+    """Callback after every update: test accuracy (%) at the best validation accuracy so far."""
+
+    def __init__(self, feats, a_hat, y, va, te) -> None:
+        self.feats, self.a_hat, self.y, self.va, self.te = feats, a_hat, y, va, te
+        self.best_val, self.best_test = -1.0, float("nan")
+
+    def __call__(self, state) -> None:
+        with torch.no_grad():
+            pred = state.model(self.feats, self.a_hat).argmax(1)
+            val = float((pred[self.va] == self.y[self.va]).float().mean())
+            if val > self.best_val:
+                test = (pred[self.te] == self.y[self.te]).double().mean()
+                self.best_val, self.best_test = val, 100.0 * float(test)
+
+
+def sparsification_accuracy(
+    edges, removed, feats, labels, split, cfg, depth: int, gen, device=None
+) -> float:
     """GNN-3: test accuracy (%) at the best validation epoch of a GCN on the kept edges.
 
     ``split``: a permutation of the vertices, cut 60/20/20 into train/validation/test.
+    ``cfg``: width, epochs, lr, weight_decay. Full-batch Adam through :func:`train`; torch's
+    ``weight_decay`` λ (on every parameter) is the explicit penalty l2 = λ/2 on all parameters.
     """
+    device = torch.device("cpu") if device is None else device
     n = labels.size
     gone = {tuple(e) for e in np.asarray(removed).tolist()}
     kept = [e for e in np.asarray(edges).tolist() if tuple(e) not in gone]
-    a_hat = normalized_adjacency(torch.from_numpy(adjacency_matrix(kept, n)).float())
-    y = torch.from_numpy(labels)
+    a_hat = normalized_adjacency(torch.from_numpy(adjacency_matrix(kept, n)).float()).to(device)
+    y = torch.from_numpy(labels).to(device)
+    feats = feats.to(device)
     tr, va, te = np.split(split, [int(0.6 * n), int(0.8 * n)])
     model = DenseGCN(
         feats.shape[1],
-        cfg.gnn3_width,
-        cfg.depth,
+        cfg.width,
+        depth,
         int(labels.max()) + 1,
         readout="none",
         generator=gen,
+    ).to(device)
+    best = _BestValidation(feats, a_hat, y, va, te)
+    train(
+        model,
+        lambda m: torch.nn.functional.cross_entropy(m(feats, a_hat)[tr], y[tr]),
+        optimizer="adam",
+        lr=cfg.lr,
+        steps=cfg.epochs,
+        l2=cfg.weight_decay / 2,
+        l2_params="all",
+        log_at=range(1, cfg.epochs + 1),
+        callbacks=[best],
     )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.gnn3_lr, weight_decay=cfg.gnn3_weight_decay)
-    best_val, best_test = -1.0, float("nan")
-    for epoch in range(cfg.gnn3_epochs):
-        opt.zero_grad()
-        out = model(feats, a_hat)
-        loss = torch.nn.functional.cross_entropy(out[tr], y[tr])
-        if not torch.isfinite(loss):
-            raise Diverged(epoch, "GNN-3 loss", loss.item())
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            pred = model(feats, a_hat).argmax(1)
-            val = float((pred[va] == y[va]).float().mean())
-            if val > best_val:
-                best_val, best_test = val, 100.0 * float((pred[te] == y[te]).double().mean())
-    return best_test
+    return best.best_test

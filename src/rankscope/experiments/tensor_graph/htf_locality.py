@@ -10,18 +10,27 @@ thresholds: tensor_graph.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from rankscope.experiments.base import Claim, Experiment, Result, RunContext, check
+from rankscope.experiments.base import (
+    Claim,
+    Experiment,
+    Result,
+    RunContext,
+    check,
+    inconclusive,
+)
 from rankscope.experiments.tensor_graph.completion import (
     fit_tracking_norms,
     observed_split,
     rise_steps,
 )
 from rankscope.experiments.tensor_graph.data import planted_ht_tensor
+from rankscope.experiments.tensor_graph.headline import nums, outcome
 from rankscope.experiments.tensor_graph.locality import igc0_functions, train_same_class
 from rankscope.metrics.spectra import singular_values
 from rankscope.metrics.tensor import (
@@ -36,7 +45,30 @@ PAPER = "arXiv:2201.11729"
 
 
 @dataclass(frozen=True)
+class IGC0Config:
+    """IGC-0: R_IGC of three test functions on a batch of 6-dim inputs."""
+
+    batch: int = 32
+
+
+@dataclass(frozen=True)
+class IGC1Config:
+    """IGC-1: digits IsSameClass on a widening canvas, small CNN, minibatch Adam."""
+
+    gaps: tuple[int, ...] = (0, 8, 16, 24)
+    lambdas: tuple[float, ...] = (0.0, 1.0)
+    n_train: int = 2000
+    n_test: int = 1000
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    channels: tuple[int, ...] = (16, 32, 32, 32, 32)
+
+
+@dataclass(frozen=True)
 class Config:
+    """HTF-1 (HT completion per init scale) fields; the IGC sub-studies nested."""
+
     order: int = 4
     dim: int = 4
     target_widths: tuple[int, ...] = (2, 2)
@@ -47,16 +79,62 @@ class Config:
     max_steps: int = 50_000
     stop_loss: float = 5e-5
     log_every: int = 100
-    igc0_batch: int = 32
-    gaps: tuple[int, ...] = (0, 8, 16, 24)
-    lambdas: tuple[float, ...] = (0.0, 1.0)
-    igc1_seeds: int = 3
-    n_train: int = 2000
-    n_test: int = 1000
-    epochs: int = 30
-    batch_size: int = 64
-    cnn_lr: float = 1e-3
-    channels: tuple[int, ...] = (16, 32, 32, 32, 32)
+    igc0: IGC0Config = field(default_factory=IGC0Config)
+    igc1: IGC1Config = field(default_factory=IGC1Config)
+
+
+@dataclass(frozen=True)
+class HTCompletionRun:
+    """HTF-1 at one init scale."""
+
+    init: float
+    rel_error_unobserved: float
+    steps: int
+    final_loss: float
+    top_local_norms: tuple[float, ...]
+    rise_steps: tuple[int, ...]
+    erank_12_34: float
+    erank_13_24: float
+
+
+@dataclass(frozen=True)
+class IGCValue:
+    igc: float
+    grid_rank: int
+
+
+@dataclass(frozen=True)
+class IGC0Result:
+    additive: IGCValue
+    multiplicative: IGCValue
+    interacting: IGCValue
+
+
+@dataclass(frozen=True)
+class SameClassRun:
+    """IGC-1 at one (gap, λ) of this seed."""
+
+    gap: int
+    lam: float
+    test_accuracy: float
+    train_accuracy: float
+    receptive_field: int
+
+
+@dataclass(frozen=True)
+class IGC1Result:
+    runs: tuple[SameClassRun, ...]
+    receptive_field: int
+    widest_canvas: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    target_root_rank: int
+    target_sv_12_34: tuple[float, ...]
+    htf1: tuple[HTCompletionRun, ...]
+    igc0: IGC0Result
+    igc1: IGC1Result
 
 
 PRESETS = {
@@ -64,24 +142,19 @@ PRESETS = {
         widths=(6, 6),
         max_steps=1500,
         log_every=50,
-        gaps=(0, 24),
-        igc1_seeds=1,
-        n_train=128,
-        n_test=128,
-        epochs=2,
-        channels=(4, 4, 4, 4, 4),
+        igc1=IGC1Config(gaps=(0, 24), n_train=128, n_test=128, epochs=2, channels=(4, 4, 4, 4, 4)),
     ),
     "default": Config(),
-    "paper": Config(max_steps=100_000, igc1_seeds=5, epochs=60),
+    "paper": Config(max_steps=100_000, igc1=IGC1Config(epochs=60)),
 }
 
 
-def _htf1(cfg: Config, ctx: RunContext) -> tuple[list[dict], list[float]]:
+def _htf1(cfg: Config, ctx: RunContext) -> tuple[tuple[HTCompletionRun, ...], list[float]]:
     """HT completion at every init scale (one ensemble); returns runs and target 12|34 spectrum."""
     dims = [cfg.dim] * cfg.order
     target = planted_ht_tensor(
         dims, cfg.target_widths, math.sqrt(math.prod(dims)), ctx.child_generator(1)
-    )
+    ).to(ctx.device)
     stds, labels = list(cfg.init_stds), [f"init={s:g}" for s in cfg.init_stds]
     obs, unobs = observed_split(target.numel(), cfg.n_observed, ctx.child_generator(10))
     model = HTFactorization(
@@ -90,7 +163,7 @@ def _htf1(cfg: Config, ctx: RunContext) -> tuple[list[dict], list[float]]:
         init_std=stds,
         members=len(stds),
         generator=ctx.child_generator(11),
-    )
+    ).to(ctx.device)
     current: dict[str, torch.Tensor] = {}
 
     def root_norms() -> torch.Tensor:
@@ -106,8 +179,8 @@ def _htf1(cfg: Config, ctx: RunContext) -> tuple[list[dict], list[float]]:
     fits, steps, norms = fit_tracking_norms(
         model,
         target,
-        obs,
-        unobs,
+        obs.to(ctx.device),
+        unobs.to(ctx.device),
         cfg,
         ctx,
         labels,
@@ -122,23 +195,23 @@ def _htf1(cfg: Config, ctx: RunContext) -> tuple[list[dict], list[float]]:
     for k, (std, fit) in enumerate(zip(stds, fits)):
         nrm = norms[k]
         out.append(
-            {
-                "init": float(std),
-                "rel_error_unobserved": fit.rel_error_unobserved,
-                "steps": fit.steps,
-                "final_loss": fit.final_loss,
-                "top_local_norms": sorted((float(x) for x in nrm[-1]), reverse=True)[:5],
-                "rise_steps": rise_steps(steps[k], nrm, max(2, cfg.target_widths[-1])),
-                "erank_12|34": matricization_effective_rank(full[k], [0, 1]),
-                "erank_13|24": matricization_effective_rank(full[k], [0, 2]),
-            }
+            HTCompletionRun(
+                init=float(std),
+                rel_error_unobserved=fit.rel_error_unobserved,
+                steps=fit.steps,
+                final_loss=fit.final_loss,
+                top_local_norms=tuple(sorted((float(x) for x in nrm[-1]), reverse=True)[:5]),
+                rise_steps=tuple(rise_steps(steps[k], nrm, max(2, cfg.target_widths[-1]))),
+                erank_12_34=matricization_effective_rank(full[k], [0, 1]),
+                erank_13_24=matricization_effective_rank(full[k], [0, 2]),
+            )
         )
-    return out, [float(x) for x in singular_values(matricize(target, [0, 1]))]
+    return tuple(out), [float(x) for x in singular_values(matricize(target, [0, 1]))]
 
 
-def _igc0(cfg: Config, ctx: RunContext) -> dict:
+def _igc0(cfg: IGC0Config, ctx: RunContext) -> IGC0Result:
     gen = ctx.child_generator(2)
-    x = torch.randn(cfg.igc0_batch, 6, generator=gen, dtype=torch.float64)
+    x = torch.randn(cfg.batch, 6, generator=gen, dtype=torch.float64)
     mask_i = torch.tensor([True, True, True, False, False, False])
     templates = torch.randn(60, 3, generator=gen, dtype=torch.float64)
     templates_j = torch.randn(60, 3, generator=gen, dtype=torch.float64)
@@ -146,154 +219,250 @@ def _igc0(cfg: Config, ctx: RunContext) -> dict:
     for name, f in igc0_functions(gen).items():
         r = interaction_gradient_cosine(f, x, mask_i, ~mask_i)
         grid = separation_rank_lower_bound(f, [0, 1, 2], templates, templates_j)
-        out[name] = {"igc": float(r), "grid_rank": grid.rank}
-    return out
+        out[name] = IGCValue(igc=float(r), grid_rank=int(grid.rank))
+    return IGC0Result(**out)
 
 
-def _igc1(cfg: Config, ctx: RunContext) -> dict:
+def _igc1(cfg: IGC1Config, ctx: RunContext) -> IGC1Result:
+    """This seed's IsSameClass pairs, one CNN per (gap, λ)."""
     from rankscope.experiments.tensor_graph.data import digits, same_class_pairs
 
     images, labels = digits()
     rows = []
-    total = len(cfg.gaps) * len(cfg.lambdas) * cfg.igc1_seeds
-    done = 0
-    for s in range(cfg.igc1_seeds):
-        rng = np.random.default_rng(int(ctx.rng.integers(2**31)))
-        train = same_class_pairs(labels, cfg.n_train, rng)
-        test = same_class_pairs(labels, cfg.n_test, rng)
-        for gap in cfg.gaps:
-            for lam in cfg.lambdas:
-                res = train_same_class(
-                    images,
-                    labels,
-                    train,
-                    test,
-                    gap,
-                    lam,
-                    cfg,
-                    ctx.child_generator(100 * s + gap + 7),
-                    ctx.log,
-                    f"gap={gap},lambda={lam:g},seed={s}",
-                )
-                rows.append({"seed": s, "gap": gap, "lambda": float(lam), **res})
-                done += 1
-                ctx.progress(0.45 + 0.55 * done / total)
-    return {
-        "runs": rows,
-        "receptive_field": rows[0]["receptive_field"] if rows else 0,
-        "widest_canvas": 16 + max(cfg.gaps),
-    }
+    total = len(cfg.gaps) * len(cfg.lambdas)
+    rng = np.random.default_rng(int(ctx.rng.integers(2**31)))
+    train = same_class_pairs(labels, cfg.n_train, rng)
+    test = same_class_pairs(labels, cfg.n_test, rng)
+    for gap in cfg.gaps:
+        for lam in cfg.lambdas:
+            res = train_same_class(
+                images,
+                labels,
+                train,
+                test,
+                gap,
+                lam,
+                cfg,
+                ctx.child_generator(gap + 7),
+                ctx.log,
+                f"gap={gap},lambda={lam:g},seed={ctx.seed}",
+                device=ctx.device,
+            )
+            rows.append(SameClassRun(gap=gap, lam=float(lam), **res))
+            ctx.progress(0.45 + 0.55 * len(rows) / total)
+    return IGC1Result(
+        runs=tuple(rows),
+        receptive_field=rows[0].receptive_field if rows else 0,
+        widest_canvas=16 + max(cfg.gaps),
+    )
 
 
 def run(config: Config, ctx: RunContext) -> Result:
     runs, target_sv = _htf1(config, ctx)
-    summary = {
-        "target_root_rank": config.target_widths[-1],
-        "target_sv_12|34": target_sv,
-        "htf1": runs,
-    }
-    summary["igc0"] = _igc0(config, ctx)
-    summary["igc1"] = _igc1(config, ctx)
+    summary = Summary(
+        target_root_rank=config.target_widths[-1],
+        target_sv_12_34=tuple(target_sv),
+        htf1=runs,
+        igc0=_igc0(config.igc0, ctx),
+        igc1=_igc1(config.igc1, ctx),
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
-def _run_at(result: Result, init: float) -> dict | None:
-    for r in result.summary["htf1"]:
-        if math.isclose(r["init"], init):
-            return r
-    return None
+def _run_at(s: Summary, init: float) -> HTCompletionRun | None:
+    return next((r for r in s.htf1 if math.isclose(r.init, init)), None)
 
 
 def _htf_p1(result: Result):
-    r = _run_at(result, 1e-2)
+    s = result.summary
+    r = _run_at(s, 1e-2)
     if r is None:
-        return check(None, note="init 1e-2 not run")
-    rs, sv = r["rise_steps"], result.summary["target_sv_12|34"]
+        return inconclusive("init 1e-2 not run", headline="init 1e-2 not run: nothing to read")
+    rs, sv = list(r.rise_steps), list(s.target_sv_12_34)
     if len(sv) < 2 or sv[1] < 0.1 * sv[0]:
-        return check(
-            None, "premise: the target's root matricization is not rank >= 2", target_sv=sv[:3]
+        note = "premise: the target's root matricization is not rank >= 2"
+        return inconclusive(
+            note, headline=f"target 12|34 singular values {nums(sv[:3])}; {note}", target_sv=sv[:3]
         )
     # the first and second rises in time (tensor_graph.md P1 does not fix which component
     # rises first); a rise at step 0 is no rise
     times = sorted(t for t in rs if t >= 0)
     ok = len(times) >= 2 and 0 < times[0] < times[1] and times[1] >= 1.5 * times[0]
+    if len(times) < 2:
+        why = "fewer than 2 rises"
+    elif times[0] == 0:
+        why = "a rise at step 0"
+    else:
+        why = "second rise < 1.5 × first"
+    shown = ", ".join(map(str, times[:2])) if times else "none"
     return check(
         ok,
+        headline=(
+            f"init 1e-2: first two rises at steps {shown} (all {', '.join(map(str, rs))}); "
+            "need 0 < rise1 and rise2 >= 1.5·rise1 → " + outcome(ok, why)
+        ),
         rise_steps=rs,
         rises_in_time=times,
-        top_local_norms=r["top_local_norms"],
+        top_local_norms=list(r.top_local_norms),
         target_sv=sv[:3],
     )
 
 
 def _htf_p2(result: Result):
-    r = _run_at(result, 1e-2)
+    r = _run_at(result.summary, 1e-2)
     if r is None:
-        return check(None, note="init 1e-2 not run")
+        return inconclusive("init 1e-2 not run", headline="init 1e-2 not run: nothing to read")
+    ok = r.erank_12_34 <= 2.5
     return check(
-        r["erank_12|34"] <= 2.5, erank_12_34=r["erank_12|34"], erank_13_24=r["erank_13|24"]
+        ok,
+        headline=(
+            f"init 1e-2: erank 12|34 {r.erank_12_34:.3g} (13|24 {r.erank_13_24:.3g}); "
+            "limit 2.5 → " + outcome(ok, "hierarchical rank too high")
+        ),
+        erank_12_34=r.erank_12_34,
+        erank_13_24=r.erank_13_24,
     )
 
 
 def _htf_p3(result: Result):
-    small, large = _run_at(result, 1e-2), _run_at(result, 1e-1)
+    small, large = _run_at(result.summary, 1e-2), _run_at(result.summary, 1e-1)
     if small is None or large is None:
-        return check(None, note="needs inits 1e-2 and 1e-1")
+        return inconclusive(
+            "needs inits 1e-2 and 1e-1", headline="needs inits 1e-2 and 1e-1: not both run"
+        )
+    a, b = small.rel_error_unobserved, large.rel_error_unobserved
+    ok = a < b
     return check(
-        small["rel_error_unobserved"] < large["rel_error_unobserved"],
-        error_1e_2=small["rel_error_unobserved"],
-        error_1e_1=large["rel_error_unobserved"],
+        ok,
+        headline=(
+            f"unobserved error {a:.3g} at init 1e-2 vs {b:.3g} at 1e-1 → "
+            + outcome(ok, "smaller init is not better")
+        ),
+        error_1e_2=a,
+        error_1e_1=b,
     )
+
+
+_IGC0_NAMES = ("additive", "multiplicative", "interacting")
 
 
 def _igc0_check(result: Result):
-    r = result.summary["igc0"]
-    ok = (
-        abs(r["additive"]["igc"] - 1) < 1e-6
-        and abs(r["multiplicative"]["igc"] - 1) < 1e-6
-        and r["interacting"]["igc"] < 0.99
-    )
+    r = result.summary.igc0
+    values = {k: getattr(r, k) for k in _IGC0_NAMES}
+    sep_ok = [abs(values[k].igc - 1) < 1e-6 for k in ("additive", "multiplicative")]
+    inter_ok = values["interacting"].igc < 0.99
+    ok = all(sep_ok) and inter_ok
+    why = [k for k, good in zip(("additive", "multiplicative"), sep_ok) if not good]
+    if not inter_ok:
+        why.append("interacting")
     return check(
         ok,
-        **{k: v["igc"] for k, v in r.items()},
-        grid_ranks={k: v["grid_rank"] for k, v in r.items()},
+        headline=(
+            f"R_IGC additive {r.additive.igc:.7g}, multiplicative {r.multiplicative.igc:.7g} "
+            f"(need |R − 1| < 1e-6), interacting {r.interacting.igc:.3g} (need < 0.99) → "
+            + outcome(ok, f"off at {', '.join(why)}")
+        ),
+        **{k: v.igc for k, v in values.items()},
+        grid_ranks={k: v.grid_rank for k, v in values.items()},
     )
 
 
-def _mean_acc(result: Result, gap: int, lam: float) -> float:
-    accs = [
-        r["test_accuracy"]
-        for r in result.summary["igc1"]["runs"]
-        if r["gap"] == gap and math.isclose(r["lambda"], lam)
-    ]
+def _igc1_runs(results: Sequence[Result]) -> list[SameClassRun]:
+    return [r for res in results for r in res.summary.igc1.runs]
+
+
+def _mean_acc(runs: Sequence[SameClassRun], gap: int, lam: float) -> float:
+    accs = [r.test_accuracy for r in runs if r.gap == gap and math.isclose(r.lam, lam)]
     return float(np.mean(accs)) if accs else math.nan
 
 
-def _rf_premise(result: Result) -> str | None:
-    r = result.summary["igc1"]
-    if r["receptive_field"] < r["widest_canvas"]:
-        return f"receptive field {r['receptive_field']} < canvas width {r['widest_canvas']}"
+def _rf_premise(results: Sequence[Result]) -> str | None:
+    for res in results:
+        r = res.summary.igc1
+        if r.receptive_field < r.widest_canvas:
+            return f"receptive field {r.receptive_field} < canvas width {r.widest_canvas}"
     return None
 
 
-def _igc1_locality(result: Result):
-    gaps = sorted({r["gap"] for r in result.summary["igc1"]["runs"]})
-    note = _rf_premise(result)
-    a0, a_far = _mean_acc(result, gaps[0], 0.0), _mean_acc(result, gaps[-1], 0.0)
-    if not note and (len(gaps) < 2 or math.isnan(a0) or math.isnan(a_far)):
+def _igc1_locality(results: Sequence[Result]):
+    runs = _igc1_runs(results)
+    gaps = sorted({r.gap for r in runs})
+    note = _rf_premise(results)
+    if not note and len(gaps) < 2:
         note = "needs λ = 0 runs at two gaps"
-    cond = None if note else a_far <= a0 - 5.0
-    return check(cond, note or "", acc_gap_min=a0, acc_gap_max=a_far, gaps=[gaps[0], gaps[-1]])
+    a0 = _mean_acc(runs, gaps[0], 0.0) if gaps else math.nan
+    a_far = _mean_acc(runs, gaps[-1], 0.0) if gaps else math.nan
+    if not note and (math.isnan(a0) or math.isnan(a_far)):
+        note = "needs λ = 0 runs at two gaps"
+    measured = {
+        "acc_gap_min": a0,
+        "acc_gap_max": a_far,
+        "gaps": [gaps[0], gaps[-1]] if gaps else [],
+        "seeds": len(results),
+    }
+    if note:
+        return inconclusive(note, headline=f"{note}: not read", **measured)
+    ok = a_far <= a0 - 5.0
+    return check(
+        ok,
+        headline=(
+            f"λ = 0 accuracy {a0:.1f} at gap {gaps[0]} vs {a_far:.1f} at gap {gaps[-1]} "
+            f"(mean of {len(results)} seeds); need a drop >= 5 points → "
+            + outcome(ok, f"drop {a0 - a_far:.1f}")
+        ),
+        **measured,
+    )
 
 
-def _igc1_regularizer(result: Result):
-    far = max(r["gap"] for r in result.summary["igc1"]["runs"])
-    note = _rf_premise(result)
-    a0, a1 = _mean_acc(result, far, 0.0), _mean_acc(result, far, 1.0)
+def _igc1_regularizer(results: Sequence[Result]):
+    runs = _igc1_runs(results)
+    note = _rf_premise(results)
+    far = max((r.gap for r in runs), default=None)
+    a0 = _mean_acc(runs, far, 0.0) if far is not None else math.nan
+    a1 = _mean_acc(runs, far, 1.0) if far is not None else math.nan
     if not note and (math.isnan(a0) or math.isnan(a1)):
         note = "needs runs at λ = 0 and λ = 1 at the widest gap"
-    cond = None if note else a1 >= a0 + 3.0
-    return check(cond, note or "", gap=far, acc_lambda0=a0, acc_lambda1=a1)
+    measured = {"gap": far, "acc_lambda0": a0, "acc_lambda1": a1, "seeds": len(results)}
+    if note:
+        return inconclusive(note, headline=f"{note}: not read", **measured)
+    ok = a1 >= a0 + 3.0
+    return check(
+        ok,
+        headline=(
+            f"gap {far}: accuracy {a1:.1f} at λ = 1 vs {a0:.1f} at λ = 0 (mean of "
+            f"{len(results)} seeds); need a gain >= 3 points → "
+            + outcome(ok, f"gain {a1 - a0:.1f}")
+        ),
+        **measured,
+    )
+
+
+# Inversions (the wrong-way perturbations the shared tester applies): each must fail its check.
+
+
+def _with_run(s: Summary, init: float, **changes) -> Summary:
+    return replace(
+        s,
+        htf1=tuple(replace(r, **changes) if math.isclose(r.init, init) else r for r in s.htf1),
+    )
+
+
+def _rises_close(s: Summary) -> Summary:
+    return _with_run(s, 1e-2, rise_steps=(100, 110))
+
+
+def _high_erank(s: Summary) -> Summary:
+    return _with_run(s, 1e-2, erank_12_34=4.0)
+
+
+def _small_init_worse(s: Summary) -> Summary:
+    large = _run_at(s, 1e-1)
+    err = (large.rel_error_unobserved if large is not None else 0.0) + 1.0
+    return _with_run(s, 1e-2, rel_error_unobserved=err)
+
+
+def _additive_interacts(s: Summary) -> Summary:
+    return replace(s, igc0=replace(s.igc0, additive=replace(s.igc0.additive, igc=0.5)))
 
 
 CLAIMS = (
@@ -304,6 +473,7 @@ CLAIMS = (
         "time: >= 2 rise at distinct steps, the second rise (in time) >= 1.5x the first.",
         "rise2 >= 1.5·rise1",
         check=_htf_p1,
+        invert=_rises_close,
     ),
     Claim(
         "HTF-1-P2",
@@ -311,6 +481,7 @@ CLAIMS = (
         "Low hierarchical rank: final erank of the tree-aligned matricization 12|34 is <= 2.5.",
         "erank <= 2.5",
         check=_htf_p2,
+        invert=_high_erank,
     ),
     Claim(
         "HTF-1-P3",
@@ -318,6 +489,7 @@ CLAIMS = (
         "The unobserved error is lower at init 1e-2 than at 1e-1.",
         "error(1e-2) < error(1e-1)",
         check=_htf_p3,
+        invert=_small_init_worse,
     ),
     Claim(
         "IGC-0",
@@ -326,22 +498,23 @@ CLAIMS = (
         "separable functions and < 0.99 for an interacting one.",
         "1, 1, < 0.99",
         check=_igc0_check,
+        invert=_additive_interacts,
     ),
     Claim(
         "IGC-1-locality",
         PAPER,
-        "Without the regularizer, IsSameClass accuracy drops by >= 5 "
+        "Without the regularizer, IsSameClass accuracy (mean over seeds) drops by >= 5 "
         "points from the narrowest to the widest gap (receptive field checked first).",
         "acc(max gap) <= acc(0) − 5",
-        check=_igc1_locality,
+        across_seeds=_igc1_locality,
         hard=False,
     ),
     Claim(
         "IGC-1-regularizer",
         PAPER,
-        "lambda = 1 raises accuracy at the widest gap by >= 3 points.",
+        "lambda = 1 raises accuracy (mean over seeds) at the widest gap by >= 3 points.",
         "acc(λ=1) >= acc(λ=0) + 3",
-        check=_igc1_regularizer,
+        across_seeds=_igc1_regularizer,
         hard=False,
     ),
 )
@@ -362,5 +535,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
-    seeds={"smoke": 1, "default": 1, "paper": 1},
+    seeds={"smoke": 1, "default": 3, "paper": 5},
+    summary_cls=Summary,
 )

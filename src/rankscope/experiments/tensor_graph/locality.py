@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
-from rankscope.experiments.base import Diverged
 from rankscope.experiments.tensor_graph.data import same_class_canvas
 from rankscope.metrics.tensor import igc_penalty
 from rankscope.models.cnn import SmallCNN
 from rankscope.records import RecordLog
+from rankscope.train import train
 
 __all__ = ["igc0_functions", "train_same_class"]
 
@@ -42,6 +43,61 @@ def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
         return 100.0 * float(((model(x)[:, 0] > 0).float() == y).double().mean())
 
 
+class _SameClassLoss:
+    """BCE on a batch plus ``lam``·R_IGC with patch I drawn per batch (from ``gen``).
+
+    ``last_reg`` keeps the latest R_IGC value for the per-epoch log.
+    """
+
+    def __init__(self, lam: float, left, right, gen: torch.Generator) -> None:
+        self.lam, self.left, self.right, self.gen = lam, left, right, gen
+        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.last_reg = 0.0
+
+    def __call__(self, model, batch) -> torch.Tensor:
+        xb, yb = batch
+        loss = self.bce(model(xb)[:, 0], yb)
+        if self.lam > 0:
+            i_left = bool(torch.rand((), generator=self.gen) < 0.5)
+            p_i, p_j = (self.left, self.right) if i_left else (self.right, self.left)
+            reg = igc_penalty(lambda z: model(z)[:, 0], xb, p_i, p_j)
+            loss = loss + self.lam * reg
+            self.last_reg = reg.item()
+        return loss
+
+
+class _EpochLog:
+    """Sample-weighted epoch means of the loss (and R_IGC), logged at each epoch's end as
+    ``train_loss`` (and ``igc``) at step = epoch number. Called with every training step's
+    loss as the engine's ``stop`` hook (it never stops the run): unlike a callback at every
+    step, that keeps no per-step state in the engine."""
+
+    def __init__(
+        self, objective: _SameClassLoss, n: int, batch_size: int, label: str, log: RecordLog
+    ) -> None:
+        self.objective, self.n, self.batch_size, self.label = objective, n, batch_size, label
+        self.log = log
+        self.per_epoch = math.ceil(n / batch_size)
+        self.total = self.reg_total = 0.0
+
+    def steps(self, epochs: int) -> int:
+        return epochs * self.per_epoch
+
+    def __call__(self, step: int, loss: float) -> bool:
+        epoch, pos = divmod(step, self.per_epoch)
+        if pos == 0:
+            self.total = self.reg_total = 0.0
+        size = min(self.batch_size, self.n - pos * self.batch_size)
+        self.total += loss * size
+        if self.objective.lam > 0:
+            self.reg_total += self.objective.last_reg * size
+        if pos == self.per_epoch - 1:
+            self.log.log("train_loss", self.total / self.n, step=epoch + 1, layer=self.label)
+            if self.objective.lam > 0:
+                self.log.log("igc", self.reg_total / self.n, step=epoch + 1, layer=self.label)
+        return False
+
+
 def train_same_class(
     images,
     labels,
@@ -53,48 +109,47 @@ def train_same_class(
     gen: torch.Generator,
     log: RecordLog,
     label: str,
+    device: torch.device | None = None,
 ) -> dict:
     """Train the small CNN on IsSameClass at one gap with IGC weight ``lam``; returns accuracies.
 
-    Patches I and J are the two 8×8 digit locations; per batch one is drawn as I (generator).
+    ``cfg``: channels, lr, epochs, batch_size. Minibatch Adam through :func:`train`: a fresh
+    permutation per epoch from ``gen``, the last batch of an epoch shorter. Patches I and J are
+    the two 8×8 digit locations; per batch one is drawn as I (``gen``).
     """
-    x_tr = torch.from_numpy(same_class_canvas(images, train_pairs, gap))
-    x_te = torch.from_numpy(same_class_canvas(images, test_pairs, gap))
+    device = torch.device("cpu") if device is None else device
+    n = len(train_pairs)
+    if n % cfg.batch_size == 1:
+        raise ValueError(
+            f"IGC pairs each example with the next in its batch: n_train {n} with batch_size "
+            f"{cfg.batch_size} leaves a batch of 1; choose sizes with n % batch_size != 1"
+        )
+    x_tr = torch.from_numpy(same_class_canvas(images, train_pairs, gap)).to(device)
+    x_te = torch.from_numpy(same_class_canvas(images, test_pairs, gap)).to(device)
     y_tr = torch.from_numpy(labels[train_pairs[:, 0]] == labels[train_pairs[:, 1]]).float()
     y_te = torch.from_numpy(labels[test_pairs[:, 0]] == labels[test_pairs[:, 1]]).float()
+    y_tr, y_te = y_tr.to(device), y_te.to(device)
     width = 16 + gap
-    left = torch.zeros(8, width, dtype=torch.bool)
+    left = torch.zeros(8, width, dtype=torch.bool, device=device)
     left[:, :8] = True
-    right = torch.zeros(8, width, dtype=torch.bool)
+    right = torch.zeros(8, width, dtype=torch.bool, device=device)
     right[:, 8 + gap :] = True
-    model = SmallCNN(1, cfg.channels, 1, generator=gen)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.cnn_lr)
-    bce = torch.nn.BCEWithLogitsLoss()
-    n = len(x_tr)
-    for epoch in range(cfg.epochs):
-        perm = torch.randperm(n, generator=gen)
-        total, reg_total = 0.0, 0.0
-        for start in range(0, n - 1, cfg.batch_size):  # batches of >= 2 (roll-by-one pairing)
-            idx = perm[start : start + cfg.batch_size]
-            if idx.numel() < 2:
-                continue
-            xb, yb = x_tr[idx], y_tr[idx]
-            opt.zero_grad()
-            loss = bce(model(xb)[:, 0], yb)
-            if lam > 0:
-                i_left = bool(torch.rand((), generator=gen) < 0.5)
-                p_i, p_j = (left, right) if i_left else (right, left)
-                reg = igc_penalty(lambda z: model(z)[:, 0], xb, p_i, p_j)
-                loss = loss + lam * reg
-                reg_total += reg.item() * idx.numel()
-            if not torch.isfinite(loss):
-                raise Diverged(epoch, f"IsSameClass loss ({label})", loss.item())
-            loss.backward()
-            opt.step()
-            total += loss.item() * idx.numel()
-        log.log("train_loss", total / n, step=epoch + 1, layer=label)
-        if lam > 0:
-            log.log("igc", reg_total / n, step=epoch + 1, layer=label)
+    model = SmallCNN(1, cfg.channels, 1, generator=gen).to(device)
+    objective = _SameClassLoss(lam, left, right, gen)
+    epoch_log = _EpochLog(objective, n, cfg.batch_size, label, log)
+    steps = epoch_log.steps(cfg.epochs)
+    train(
+        model,
+        objective,
+        optimizer="adam",
+        lr=cfg.lr,
+        steps=steps,
+        data=(x_tr, y_tr),
+        batch_size=cfg.batch_size,
+        generator=gen,
+        stop=epoch_log,  # sees every step's loss; never stops
+        log=log,
+    )
     test_acc = _accuracy(model, x_te, y_te)
     log.log("test_accuracy", test_acc, step=cfg.epochs, layer=label)
     return {

@@ -10,26 +10,51 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from rankscope.experiments.base import Claim, Diverged, Experiment, Result, RunContext, check
+from rankscope.experiments.base import (
+    Claim,
+    Experiment,
+    Result,
+    RunContext,
+    check,
+    inconclusive,
+)
 from rankscope.experiments.tensor_graph.completion import (
     fit_tracking_norms,
     observed_split,
     rise_steps,
 )
 from rankscope.experiments.tensor_graph.data import binarized_digits, planted_cp_tensor
+from rankscope.experiments.tensor_graph.headline import nums, outcome
 from rankscope.metrics.tensor import cp_rank_estimate, learned_cp_rank
 from rankscope.models.cp import CPFactorization, signed_log_value
+from rankscope.train import train
 
 PAPER = "arXiv:2102.09972"
 
 
 @dataclass(frozen=True)
+class TC2Config:
+    """TC-2: binarized digits as an order-64 tensor, one CP fit per rank (full-batch Adam)."""
+
+    ranks: tuple[int, ...] = (1, 2, 3, 5, 8)
+    steps: int = 2000
+    lr: float = 5e-3
+    init_mean: float = 1.0
+    init_std: float = 1e-3
+    train: int = 1200
+    positive: int = 6
+    threshold: float = 8.0
+
+
+@dataclass(frozen=True)
 class Config:
+    """TC-1 (CP completion per init scale) and TC-0 (rank-1 target) fields; TC-2 nested."""
+
     order: int = 3
     dim: int = 8
     target_rank: int = 3
@@ -42,14 +67,73 @@ class Config:
     log_every: int = 100
     als_tol: float = 1e-6
     als_restarts: int = 3
-    tc2_ranks: tuple[int, ...] = (1, 2, 3, 5, 8)
-    tc2_steps: int = 2000
-    tc2_lr: float = 5e-3
-    tc2_init_mean: float = 1.0
-    tc2_init_std: float = 1e-3
-    tc2_train: int = 1200
-    tc2_positive: int = 6
-    tc2_threshold: float = 8.0
+    tc2: TC2Config = field(default_factory=TC2Config)
+
+
+@dataclass(frozen=True)
+class CompletionRun:
+    """TC-1 at one init scale."""
+
+    init: float
+    rel_error_unobserved: float
+    top_norms: tuple[float, ...]
+    learned_rank: int
+    rise_steps: tuple[int, ...]
+    steps: int
+    final_loss: float
+
+
+@dataclass(frozen=True)
+class RankOneFit:
+    """TC-0: the ALS CP-rank estimate of the tensor learned on a rank-1 target."""
+
+    init: float
+    estimate: int
+    target_estimate: int
+    als_errors: dict[str, float]
+    als_failures: tuple[int, ...]
+    exhausted: bool
+    rel_error_unobserved: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class DigitsFit:
+    """TC-2 on one dataset: train/test MSE per CP rank and the label variances."""
+
+    ranks: tuple[int, ...]
+    train_mse: tuple[float, ...]
+    test_mse: tuple[float, ...]
+    var_train: float
+    var_test: float
+
+
+@dataclass(frozen=True)
+class DigitsStudy:
+    original: DigitsFit
+    random_images: DigitsFit
+    shuffled_labels: DigitsFit
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """The completion optimizer as run (tensor_graph.md: record ε and bias correction)."""
+
+    name: str
+    lr: float
+    eps: float
+    bias_correction: bool
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    target_rank: int
+    log_every: int
+    tc1: tuple[CompletionRun, ...]
+    tc0: RankOneFit
+    tc2: DigitsStudy
+    optimizer: OptimizerInfo
 
 
 PRESETS = {
@@ -60,9 +144,7 @@ PRESETS = {
         model_rank=8,
         max_steps=1500,
         log_every=50,
-        tc2_ranks=(1, 3),
-        tc2_steps=150,
-        tc2_train=300,
+        tc2=TC2Config(ranks=(1, 3), steps=150, train=300),
     ),
     "default": Config(),
     "paper": Config(
@@ -103,7 +185,7 @@ def _completion(cfg: Config, ctx: RunContext, target, stds, tag: int, labels: li
     return model, fits, steps, norms
 
 
-def _tc1(cfg: Config, ctx: RunContext) -> list[dict]:
+def _tc1(cfg: Config, ctx: RunContext) -> tuple[CompletionRun, ...]:
     dims = [cfg.dim] * cfg.order
     target = planted_cp_tensor(
         dims, cfg.target_rank, math.sqrt(math.prod(dims)), ctx.child_generator(1)
@@ -114,20 +196,20 @@ def _tc1(cfg: Config, ctx: RunContext) -> list[dict]:
     for std, fit, st, nrm in zip(cfg.init_stds, fits, steps, norms):
         final = np.sort(nrm[-1])[::-1]
         out.append(
-            {
-                "init": float(std),
-                "rel_error_unobserved": fit.rel_error_unobserved,
-                "top_norms": [float(x) for x in final[:5]],
-                "learned_rank": learned_cp_rank(torch.from_numpy(nrm[-1])),
-                "rise_steps": rise_steps(st, nrm, cfg.target_rank),
-                "steps": fit.steps,
-                "final_loss": fit.final_loss,
-            }
+            CompletionRun(
+                init=float(std),
+                rel_error_unobserved=fit.rel_error_unobserved,
+                top_norms=tuple(float(x) for x in final[:5]),
+                learned_rank=learned_cp_rank(torch.from_numpy(nrm[-1])),
+                rise_steps=tuple(rise_steps(st, nrm, cfg.target_rank)),
+                steps=fit.steps,
+                final_loss=fit.final_loss,
+            )
         )
-    return out
+    return tuple(out)
 
 
-def _tc0(cfg: Config, ctx: RunContext) -> dict:
+def _tc0(cfg: Config, ctx: RunContext) -> RankOneFit:
     dims = [cfg.dim] * cfg.order
     target = planted_cp_tensor(dims, 1, math.sqrt(math.prod(dims)), ctx.child_generator(2))
     std = min(cfg.init_stds)
@@ -140,30 +222,31 @@ def _tc0(cfg: Config, ctx: RunContext) -> dict:
     target_est = cp_rank_estimate(
         target, tol=cfg.als_tol, n_restarts=cfg.als_restarts, generator=ctx.child_generator(4)
     )
-    return {
-        "init": float(std),
-        "estimate": est.rank,
-        "target_estimate": target_est.rank,
-        "als_errors": {str(r): e for r, e in est.errors.items()},
-        "als_failures": est.failures,
-        "exhausted": est.exhausted,
-        "rel_error_unobserved": fits[0].rel_error_unobserved,
-        "steps": fits[0].steps,
-    }
+    return RankOneFit(
+        init=float(std),
+        estimate=est.rank,
+        target_estimate=target_est.rank,
+        als_errors={str(r): float(e) for r, e in est.errors.items()},
+        als_failures=tuple(int(r) for r in est.failures),
+        exhausted=bool(est.exhausted),
+        rel_error_unobserved=fits[0].rel_error_unobserved,
+        steps=fits[0].steps,
+    )
 
 
-def _fit_grouped_cp(x, y, ranks, cfg: Config, gen: torch.Generator, ctx: RunContext, label):
+def _fit_grouped_cp(x, y, cfg: TC2Config, gen: torch.Generator, ctx: RunContext, label: str):
     """Fit one CP model per rank at once (disjoint component groups; Adam is per coordinate,
-    so this equals separate runs). Returns the final train MSE per rank and the model."""
+    so this equals separate runs). Returns the final train MSE per rank and the model's map
+    from inputs to one output per rank."""
+    ranks = cfg.ranks
     model = CPFactorization(
         [2] * x.shape[1],
         sum(ranks),
-        init_std=cfg.tc2_init_std,
-        init_mean=cfg.tc2_init_mean,
+        init_std=cfg.init_std,
+        init_mean=cfg.init_mean,
         generator=gen,
     )
     bounds = np.cumsum([0, *ranks])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.tc2_lr)
 
     def outputs(xb):
         total, sign = model.log_components(xb)  # (B, ΣR)
@@ -175,88 +258,102 @@ def _fit_grouped_cp(x, y, ranks, cfg: Config, gen: torch.Generator, ctx: RunCont
             -1,
         )  # (B, len(ranks))
 
-    for step in range(cfg.tc2_steps + 1):
-        opt.zero_grad()
-        mse = ((outputs(x) - y[:, None]) ** 2).mean(0)
-        if not bool(torch.isfinite(mse).all()):
-            raise Diverged(step, f"TC-2 loss ({label})", float(mse.sum()))
-        if step % 100 == 0 or step == cfg.tc2_steps:
-            for r, v in zip(ranks, mse.tolist()):
-                ctx.log.log("tc2_train_mse", v, step=step, layer=f"{label},R={r}")
-        if step == cfg.tc2_steps:
-            break
-        mse.sum().backward()
-        opt.step()
-    return mse.detach(), outputs
+    def per_rank_mse() -> torch.Tensor:
+        return ((outputs(x) - y[:, None]) ** 2).mean(0)  # (len(ranks),)
+
+    def log_mse(state) -> None:
+        with torch.no_grad():
+            mse = per_rank_mse()
+        for r, v in zip(ranks, mse.tolist()):
+            state.log.log("tc2_train_mse", v, step=state.step, layer=f"{label},R={r}")
+
+    train(
+        model,
+        lambda m: per_rank_mse().sum(),
+        optimizer="adam",
+        lr=cfg.lr,
+        steps=cfg.steps,
+        log_at=100,
+        callbacks=[log_mse],
+        log=ctx.log,
+    )
+    with torch.no_grad():
+        return per_rank_mse(), outputs
 
 
-def _tc2(cfg: Config, ctx: RunContext) -> dict:
-    x_all, labels = binarized_digits(cfg.tc2_threshold)
+def _tc2(cfg: TC2Config, ctx: RunContext) -> DigitsStudy:
+    x_all, labels = binarized_digits(cfg.threshold)
     rng = ctx.rng
     perm = rng.permutation(len(x_all))
-    y_all = 2.0 * (labels == cfg.tc2_positive)
+    y_all = 2.0 * (labels == cfg.positive)
     datasets = {
         "original": (x_all, y_all),
         "random_images": (rng.integers(0, 2, size=x_all.shape), y_all),
         "shuffled_labels": (x_all, y_all[rng.permutation(len(y_all))]),
     }
-    tr, te = perm[: cfg.tc2_train], perm[cfg.tc2_train :]
+    tr, te = perm[: cfg.train], perm[cfg.train :]
     out = {}
     for k, (name, (x, y)) in enumerate(datasets.items()):
-        xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(y[tr])
-        xe, ye = torch.from_numpy(x[te]), torch.from_numpy(y[te])
-        train_mse, outputs = _fit_grouped_cp(
-            xt, yt, cfg.tc2_ranks, cfg, ctx.child_generator(30 + k), ctx, name
-        )
+        xt, yt = torch.from_numpy(x[tr]).to(ctx.device), torch.from_numpy(y[tr]).to(ctx.device)
+        xe, ye = torch.from_numpy(x[te]).to(ctx.device), torch.from_numpy(y[te]).to(ctx.device)
+        train_mse, outputs = _fit_grouped_cp(xt, yt, cfg, ctx.child_generator(30 + k), ctx, name)
         with torch.no_grad():
             test_mse = ((outputs(xe) - ye[:, None]) ** 2).mean(0)
-        out[name] = {
-            "ranks": list(cfg.tc2_ranks),
-            "train_mse": [float(v) for v in train_mse],
-            "test_mse": [float(v) for v in test_mse],
-            "var_train": float(yt.var(unbiased=False)),
-            "var_test": float(ye.var(unbiased=False)),
-        }
+        out[name] = DigitsFit(
+            ranks=tuple(cfg.ranks),
+            train_mse=tuple(float(v) for v in train_mse),
+            test_mse=tuple(float(v) for v in test_mse),
+            var_train=float(yt.var(unbiased=False)),
+            var_test=float(ye.var(unbiased=False)),
+        )
         ctx.progress(0.6 + 0.4 * (k + 1) / len(datasets))
-    return out
+    return DigitsStudy(**out)
 
 
 def run(config: Config, ctx: RunContext) -> Result:
-    summary = {
-        "target_rank": config.target_rank,
-        "log_every": config.log_every,
-        "tc1": _tc1(config, ctx),
-    }
+    tc1 = _tc1(config, ctx)
     ctx.progress(0.45)
-    summary["tc0"] = _tc0(config, ctx)
+    tc0 = _tc0(config, ctx)
     ctx.progress(0.6)
-    summary["tc2"] = _tc2(config, ctx)
-    summary["optimizer"] = {
-        "name": "GroupRMSprop",
-        "lr": config.lr,
-        "eps": 1e-8,
-        "bias_correction": True,
-        "alpha": 0.99,
-    }
+    tc2 = _tc2(config.tc2, ctx)
+    summary = Summary(
+        target_rank=config.target_rank,
+        log_every=config.log_every,
+        tc1=tc1,
+        tc0=tc0,
+        tc2=tc2,
+        optimizer=OptimizerInfo(
+            name="GroupRMSprop", lr=config.lr, eps=1e-8, bias_correction=True, alpha=0.99
+        ),
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
-def _by_init(result: Result) -> dict[float, dict]:
-    return {float(r["init"]): r for r in result.summary["tc1"]}
+def _smallest(s: Summary) -> CompletionRun:
+    return min(s.tc1, key=lambda r: r.init)
 
 
 def _tc1_p1(result: Result):
-    runs = _by_init(result)
-    r = runs[min(runs)]
-    rank = result.summary["target_rank"]
-    ok = r["rel_error_unobserved"] < 1e-2 and r["learned_rank"] == rank
+    s = result.summary
+    r = _smallest(s)
+    ok = r.rel_error_unobserved < 1e-2 and r.learned_rank == s.target_rank
+    why = []
+    if r.rel_error_unobserved >= 1e-2:
+        why.append("error too large")
+    if r.learned_rank != s.target_rank:
+        why.append(f"{r.learned_rank} components instead of {s.target_rank}")
     return check(
         ok,
-        init=r["init"],
-        target_rank=rank,
-        rel_error=r["rel_error_unobserved"],
-        learned_rank=r["learned_rank"],
-        top_norms=r["top_norms"],
+        headline=(
+            f"init {r.init:g}: unobserved error {r.rel_error_unobserved:.3g} (limit 1e-2), "
+            f"learned rank {r.learned_rank} vs target {s.target_rank} → "
+            + outcome(ok, ", ".join(why))
+        ),
+        init=r.init,
+        target_rank=s.target_rank,
+        rel_error=r.rel_error_unobserved,
+        learned_rank=r.learned_rank,
+        top_norms=list(r.top_norms),
     )
 
 
@@ -264,72 +361,156 @@ _MAX_LOG_EVERY = 500  # P2 premise: rise steps resolved by logs every <= 500 ste
 
 
 def _tc1_p2(result: Result):
-    runs = [r for r in result.summary["tc1"] if r["init"] <= 1e-2 + 1e-15]
-    log_every = result.summary.get("log_every", result.config.get("log_every"))
+    s = result.summary
+    runs = [r for r in s.tc1 if r.init <= 1e-2 + 1e-15]
     if not runs:
-        return check(None, note="no run at init <= 1e-2", inits=_inits(result))
-    if log_every is None or log_every > _MAX_LOG_EVERY:
-        return check(
-            None, note=f"rise steps need logs every <= {_MAX_LOG_EVERY} steps", log_every=log_every
+        return inconclusive(
+            "no run at init <= 1e-2",
+            headline="no run at init <= 1e-2: nothing to read",
+            inits=[r.init for r in s.tc1],
         )
-    rises = {str(r["init"]): r["rise_steps"] for r in runs}
-    ok = all(all(a < b for a, b in itertools.pairwise(s)) and s[0] >= 0 for s in rises.values())
-    return check(ok, rise_steps=rises, log_every=log_every)
-
-
-def _inits(result: Result) -> list[float]:
-    return [r["init"] for r in result.summary["tc1"]]
+    if s.log_every > _MAX_LOG_EVERY:
+        note = f"rise steps need logs every <= {_MAX_LOG_EVERY} steps"
+        return inconclusive(
+            note, headline=f"logs every {s.log_every} steps; {note}", log_every=s.log_every
+        )
+    rises = {str(r.init): list(r.rise_steps) for r in runs}
+    bad = [
+        k
+        for k, st in rises.items()
+        if not (st and st[0] >= 0 and all(a < b for a, b in itertools.pairwise(st)))
+    ]
+    text = "; ".join(f"init {k}: {', '.join(map(str, v))}" for k, v in rises.items())
+    return check(
+        not bad,
+        headline=(
+            f"rise steps {text} (logs every {s.log_every}); must strictly increase → "
+            + outcome(not bad, f"not at init {', '.join(bad)}")
+        ),
+        rise_steps=rises,
+        log_every=s.log_every,
+    )
 
 
 def _tc1_p3(result: Result):
-    runs = sorted(result.summary["tc1"], key=lambda r: r["init"])
-    errs = [r["rel_error_unobserved"] for r in runs]
+    runs = sorted(result.summary.tc1, key=lambda r: r.init)
+    errs = [r.rel_error_unobserved for r in runs]
+    ok = all(a < b for a, b in itertools.pairwise(errs))
     return check(
-        all(a < b for a, b in itertools.pairwise(errs)),
-        errors={str(r["init"]): r["rel_error_unobserved"] for r in runs},
+        ok,
+        headline=(
+            f"unobserved error {nums(errs)} at init {nums((r.init for r in runs), 'g')}; "
+            "must grow with the init → " + outcome(ok, "not monotone")
+        ),
+        errors={str(r.init): r.rel_error_unobserved for r in runs},
     )
 
 
 def _tc0_check(result: Result):
-    r = result.summary["tc0"]
+    r = result.summary.tc0
+    ok = r.estimate == 1
     return check(
-        r["estimate"] == 1,
-        estimate=r["estimate"],
-        target_estimate=r["target_estimate"],
-        als_errors=r["als_errors"],
-        rel_error=r["rel_error_unobserved"],
+        ok,
+        headline=(
+            f"ALS CP-rank estimate {r.estimate} of the learned tensor (target's {r.target_estimate}"
+            f"); expected 1 → " + outcome(ok, f"rank {r.estimate}")
+        ),
+        estimate=r.estimate,
+        target_estimate=r.target_estimate,
+        als_errors=dict(r.als_errors),
+        rel_error=r.rel_error_unobserved,
     )
 
 
 def _tc2_original(result: Result):
-    r = result.summary["tc2"]["original"]
-    rows = [(k, tr, te) for k, tr, te in zip(r["ranks"], r["train_mse"], r["test_mse"]) if k <= 3]
+    r = result.summary.tc2.original
+    rows = [(k, tr, te) for k, tr, te in zip(r.ranks, r.train_mse, r.test_mse) if k <= 3]
     if not rows:
-        return check(None, note="no CP rank <= 3 was fitted", ranks=r["ranks"])
-    ok = all(tr < 0.5 * r["var_train"] and te < r["var_test"] for _, tr, te in rows)
+        return inconclusive(
+            "no CP rank <= 3 was fitted",
+            headline=f"ranks {list(r.ranks)} fitted: none <= 3",
+            ranks=list(r.ranks),
+        )
+    bad = [k for k, tr, te in rows if not (tr < 0.5 * r.var_train and te < r.var_test)]
+    ok = not bad
     return check(
         ok,
+        headline=(
+            f"R = {nums((k for k, _, _ in rows), 'd')}: train MSE {nums(tr for _, tr, _ in rows)}"
+            f" vs 0.5·Var {0.5 * r.var_train:.3g}, test MSE {nums(te for _, _, te in rows)} vs "
+            f"Var {r.var_test:.3g} → " + outcome(ok, f"not at R = {', '.join(map(str, bad))}")
+        ),
         ranks=[k for k, _, _ in rows],
         train_mse=[tr for _, tr, _ in rows],
         test_mse=[te for _, _, te in rows],
-        var_train=r["var_train"],
-        var_test=r["var_test"],
+        var_train=r.var_train,
+        var_test=r.var_test,
     )
 
 
 def _tc2_shuffled(result: Result):
-    r = result.summary["tc2"]["shuffled_labels"]
-    if 1 not in r["ranks"]:
-        return check(None, note="rank 1 not run", ranks=r["ranks"])
-    i = r["ranks"].index(1)
-    tr, te = r["train_mse"][i], r["test_mse"][i]
+    r = result.summary.tc2.shuffled_labels
+    if 1 not in r.ranks:
+        return inconclusive(
+            "rank 1 not run", headline=f"ranks {list(r.ranks)} fitted: rank 1 not run"
+        )
+    i = r.ranks.index(1)
+    tr, te = r.train_mse[i], r.test_mse[i]
+    fits, generalizes = tr <= 0.8 * r.var_train, te < r.var_test
+    ok = not fits and not generalizes
+    why = ", ".join(w for w, bad in (("rank 1 fits", fits), ("test beats Var", generalizes)) if bad)
     return check(
-        tr > 0.8 * r["var_train"] and te >= r["var_test"],
+        ok,
+        headline=(
+            f"shuffled labels, R = 1: train MSE {tr:.3g} vs 0.8·Var {0.8 * r.var_train:.3g}, "
+            f"test MSE {te:.3g} vs Var {r.var_test:.3g} → " + outcome(ok, why)
+        ),
         train_mse=tr,
         test_mse=te,
-        var_train=r["var_train"],
-        var_test=r["var_test"],
+        var_train=r.var_train,
+        var_test=r.var_test,
     )
+
+
+# Inversions (the wrong-way perturbations the shared tester applies): each must fail its check.
+
+
+def _spurious_component(s: Summary) -> Summary:
+    small = _smallest(s)
+    runs = tuple(replace(r, learned_rank=s.target_rank + 1) if r is small else r for r in s.tc1)
+    return replace(s, tc1=runs)
+
+
+def _tied_rises(s: Summary) -> Summary:
+    return replace(
+        s, tc1=tuple(replace(r, rise_steps=(1,) * max(2, len(r.rise_steps))) for r in s.tc1)
+    )
+
+
+def _errors_reversed(s: Summary) -> Summary:
+    by_init = sorted(s.tc1, key=lambda r: r.init)
+    errs = sorted((r.rel_error_unobserved for r in by_init), reverse=True)
+    new = {id(r): replace(r, rel_error_unobserved=e) for r, e in zip(by_init, errs)}
+    if len(errs) > 1 and errs[0] == errs[-1]:  # all equal: make the smallest init the worst
+        first = by_init[0]
+        new[id(first)] = replace(first, rel_error_unobserved=errs[0] + 1.0)
+    return replace(s, tc1=tuple(new[id(r)] for r in s.tc1))
+
+
+def _rank_two_estimate(s: Summary) -> Summary:
+    return replace(s, tc0=replace(s.tc0, estimate=2))
+
+
+def _natural_not_fitted(s: Summary) -> Summary:
+    o = s.tc2.original
+    bad = replace(o, train_mse=(o.var_train,) * len(o.ranks))
+    return replace(s, tc2=replace(s.tc2, original=bad))
+
+
+def _shuffled_fitted(s: Summary) -> Summary:
+    r = s.tc2.shuffled_labels
+    bad = replace(r, train_mse=(0.0,) * len(r.ranks), test_mse=(0.0,) * len(r.ranks))
+    return replace(s, tc2=replace(s.tc2, shuffled_labels=bad))
 
 
 CLAIMS = (
@@ -341,6 +522,7 @@ CLAIMS = (
         "default) above 1e-2·max.",
         "error < 1e-2, learned rank = target rank",
         check=_tc1_p1,
+        invert=_spurious_component,
     ),
     Claim(
         "TC-1-P2",
@@ -350,6 +532,7 @@ CLAIMS = (
         "<= 500 steps, ties fail).",
         "strictly increasing rise steps",
         check=_tc1_p2,
+        invert=_tied_rises,
     ),
     Claim(
         "TC-1-P3",
@@ -357,6 +540,7 @@ CLAIMS = (
         "The unobserved error is monotone in the init scale.",
         "error(1e-3) < error(1e-2) < error(1e-1)",
         check=_tc1_p3,
+        invert=_errors_reversed,
     ),
     Claim(
         "TC-0",
@@ -365,6 +549,7 @@ CLAIMS = (
         "estimate (tol 1e-6, restarts) is 1.",
         "estimate = 1",
         check=_tc0_check,
+        invert=_rank_two_estimate,
     ),
     Claim(
         "TC-2-natural",
@@ -373,6 +558,7 @@ CLAIMS = (
         "train MSE < 0.5·Var(y) and test MSE < Var(y).",
         "all R <= 3 pass",
         check=_tc2_original,
+        invert=_natural_not_fitted,
         hard=False,
     ),
     Claim(
@@ -381,6 +567,7 @@ CLAIMS = (
         "With shuffled labels, rank 1 does not fit: train MSE > 0.8·Var(y) and test MSE >= Var(y).",
         "both hold",
         check=_tc2_shuffled,
+        invert=_shuffled_fitted,
         hard=False,
     ),
 )
@@ -401,4 +588,5 @@ EXPERIMENT = Experiment(
     run=run,
     claims=CLAIMS,
     seeds={"smoke": 1, "default": 2, "paper": 3},
+    summary_cls=Summary,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,21 +18,21 @@ _TOP = 5
 def _norm_panels(results: Sequence[Result], name: str, key: str, ylabel: str, title: str):
     """One panel per init: the top-5 (by final value) norms over steps, log y."""
     res = results[0]
-    runs = res.summary[key]
+    runs = getattr(res.summary, key)
     fig, axes = new_figure(1, len(runs), width=4.2)
     axes = np.atleast_1d(axes)
     for ax, run in zip(axes, runs):
-        init = float(run["init"])
+        init = float(run.init)
         steps, vals = res.records.matrix(name, layer=f"init={init:g}")
         if vals.size:
             order = np.argsort(-np.nan_to_num(vals[-1]))[:_TOP]
             for rank, r in enumerate(order):
                 ax.plot(steps, np.maximum(vals[:, r], 1e-300), label=f"#{rank + 1}")
             # zoom on the rises: up to 3x the last rise step (the rest is flat)
-            ax.set_xlim(0, min(int(steps[-1]), max(3 * max(run["rise_steps"]), 500)))
+            ax.set_xlim(0, min(int(steps[-1]), max(3 * max(run.rise_steps), 500)))
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
-        ax.set_title(f"init std {init:g} ({run['steps']} steps run)")
+        ax.set_title(f"init std {init:g} ({run.steps} steps run)")
     axes[0].set_ylabel(ylabel)
     axes[-1].legend(title="by final norm", fontsize=7)
     fig.suptitle(f"{title} (seed {res.seed})")
@@ -52,8 +53,8 @@ def _error_vs_init(results):
     fig, ax = new_figure()
     by_init: dict[float, list[float]] = {}
     for res in results:
-        for r in res.summary["tc1"]:
-            by_init.setdefault(float(r["init"]), []).append(r["rel_error_unobserved"])
+        for r in res.summary.tc1:
+            by_init.setdefault(float(r.init), []).append(r.rel_error_unobserved)
     inits = sorted(by_init)
     for init in inits:
         ax.scatter([init] * len(by_init[init]), by_init[init], color="C0", alpha=0.6, s=18)
@@ -69,11 +70,12 @@ def _error_vs_init(results):
 
 def _tc2(results):
     fig, axes = new_figure(1, 2, width=4.5)
-    res = results[0].summary["tc2"]
+    study = results[0].summary.tc2
     for ax, split in zip(axes, ("train", "test")):
-        for k, (name, r) in enumerate(res.items()):
-            ax.plot(r["ranks"], r[f"{split}_mse"], "o-", color=f"C{k}", label=name)
-            ax.axhline(r[f"var_{split}"], color=f"C{k}", ls=":", lw=1)
+        for k, f in enumerate(dataclasses.fields(study)):
+            r = getattr(study, f.name)
+            ax.plot(r.ranks, getattr(r, f"{split}_mse"), "o-", color=f"C{k}", label=f.name)
+            ax.axhline(getattr(r, f"var_{split}"), color=f"C{k}", ls=":", lw=1)
         ax.set_yscale("log")
         ax.set_xlabel("CP rank R")
         ax.set_ylabel(f"{split} MSE (log; dotted: Var(y))")
@@ -95,12 +97,10 @@ def _ht_norms(results):
 
 def _accuracy_vs_gap(results):
     fig, ax = new_figure()
-    runs = [r for res in results for r in res.summary["igc1"]["runs"]]
-    for k, lam in enumerate(sorted({r["lambda"] for r in runs})):
-        gaps = sorted({r["gap"] for r in runs if r["lambda"] == lam})
-        accs = [
-            [r["test_accuracy"] for r in runs if r["lambda"] == lam and r["gap"] == g] for g in gaps
-        ]
+    runs = [r for res in results for r in res.summary.igc1.runs]
+    for k, lam in enumerate(sorted({r.lam for r in runs})):
+        gaps = sorted({r.gap for r in runs if r.lam == lam})
+        accs = [[r.test_accuracy for r in runs if r.lam == lam and r.gap == g] for g in gaps]
         ax.errorbar(
             gaps,
             [np.mean(a) for a in accs],
@@ -111,7 +111,7 @@ def _accuracy_vs_gap(results):
             label=f"λ_IGC = {lam:g}",
         )
     ax.axhline(50, color="gray", ls=":", label="chance")
-    rf = results[0].summary["igc1"]["receptive_field"]
+    rf = results[0].summary.igc1.receptive_field
     ax.set_xlabel("horizontal gap between the digits (pixels)")
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
     ax.set_title(f"IsSameClass on digits (CNN receptive field {rf} px)")
@@ -121,19 +121,20 @@ def _accuracy_vs_gap(results):
 
 def _accuracy_vs_removed(results):
     fig, ax = new_figure(width=5.5)
-    r = results[0].summary["gnn3"]
-    base = float(np.mean(r["none_removed"]))
-    levels = [0.0, *r["levels"]]
-    for k, (method, acc) in enumerate(r["accuracy"].items()):
-        arr = np.array(acc, dtype=float)  # (levels, seeds)
-        mean = [base, *np.nanmean(arr, axis=1)]
-        std = [float(np.std(r["none_removed"])), *np.nanstd(arr, axis=1)]
+    r = results[0].summary.gnn3
+    none = [res.summary.gnn3.none_removed for res in results]
+    base = float(np.mean(none))
+    levels = [0.0, *r.levels]
+    for k, method in enumerate(r.accuracy):
+        arr = np.array([res.summary.gnn3.accuracy[method] for res in results], dtype=float).T
+        mean = [base, *np.nanmean(arr, axis=1)]  # arr: (levels, seeds)
+        std = [float(np.std(none)), *np.nanstd(arr, axis=1)]
         ax.errorbar(
             100 * np.array(levels), mean, yerr=std, fmt="o-", capsize=3, color=f"C{k}", label=method
         )
     ax.set_xlabel("edges removed (%)")
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-    ax.set_title(f"GCN on an SBM ({r['num_nodes']} vertices, {r['num_edges']} edges)")
+    ax.set_title(f"GCN on an SBM ({r.num_nodes} vertices, {r.num_edges} edges)")
     ax.legend(title="removal method")
     return fig, ax
 
