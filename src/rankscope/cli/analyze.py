@@ -173,8 +173,9 @@ def _table_text(analysis: Any) -> str:
         parts.append("\nlayer outputs (centred, rows = samples)\n" + _rep_text(analysis, cols))
     if analysis.skipped:
         parts.append(
-            f"\n{len(analysis.skipped)} tensors without a matrix (0-D/1-D: biases, norm scales) "
-            "are listed under 'skipped' in --format json"
+            f"\n{len(analysis.skipped)} tensors without a spectrum (0-D/1-D: biases, norm "
+            "scales; integer buffers such as position_ids) are listed under 'skipped' in "
+            "--format json"
         )
     unavailable = [
         r["name"] for r in analysis.layers if r.get("method") == "randomized" and r["unavailable"]
