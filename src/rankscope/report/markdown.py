@@ -25,7 +25,8 @@ def claims_markdown(store: Store, preset: str | None = None) -> str:
         walls = [store.run_info(r).wall_time for r in run_ids]
         parts.append(
             f"### `{exp_id}` ({p}, {len(run_ids)} seed(s), {sum(walls):.0f} s of run time)\n\n"
-            "| claim | verdict | seeds held | expected | measured (headline) |\n|---|---|---|---|---|"
+            "| claim | verdict | seeds held | expected | measured (headline) |\n"
+            "|---|---|---|---|---|"
         )
         for c in claims:
             verdict = c["verdict"] + ("" if c.get("hard", True) else " (trend)")
