@@ -608,6 +608,9 @@ def sweep_cmd(
     from rankscope.report.sweeps import write_sweep_report
 
     page = write_sweep_report(st, summary)
+    from rankscope.report import write_index
+
+    write_index(st)  # the index lists every sweep
     infos = {r.run_id: r for r in st.runs(exp_id)}
     rows = [
         {
