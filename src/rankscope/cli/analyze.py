@@ -91,12 +91,18 @@ def analyze_command(
     ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized SVD path.")] = 0,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu | cuda | auto: where the spectra are computed.")
+    ] = "cpu",
 ) -> None:
     """Per-layer ranks (numerical, stable, effective), norms and spectra of a saved model."""
+    from rankscope.cli.app import resolve_device
     from rankscope.probe.checkpoint import CheckpointError
 
+    dev = resolve_device(device)
     try:
         kw = {"max_full_svd": max_full_svd, "topk": topk, "gram": not exact_svd, "seed": seed}
+        kw["device"] = dev
         analysis = _run(path, data, labels, out, demo, batch_size, kw)
     except (CheckpointError, ValueError, TypeError, FileNotFoundError) as exc:
         typer.echo(f"rankscope: {exc}", err=True)
