@@ -295,7 +295,10 @@ def _claims_text(outcome) -> str:
     """One line per claim: id, verdict, seeds held, headline (the numbers against the test)."""
     from rankscope.report.claims_text import headline, unicode_math
 
-    lines = [f"{outcome.experiment} [{outcome.preset}]"]
+    lines = [
+        f"{outcome.experiment} [{outcome.preset}]: {outcome.reused} run(s) reused from the "
+        f"store, {outcome.computed} computed"
+    ]
     width = max((len(c.claim_id) for c in outcome.claims), default=4)
     for c in outcome.claims:
         tag = c.verdict.upper() + ("" if c.hard else " (trend)")

@@ -167,8 +167,13 @@ def _draw(spec: Any, usable: Sequence[Result], out_dir: Path) -> dict[str, str]:
 def render_figures(exp_id: str, results: Sequence[Result], out_dir: Path) -> list[dict[str, str]]:
     """Draw every registered figure of ``exp_id``; PNG and PDF into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    usable = [r for r in results if r.status == "ok"]
-    return [_draw(spec, usable, out_dir) for spec in figures_for(exp_id)]
+    return [_draw(spec, _typed_ok(exp_id, results), out_dir) for spec in figures_for(exp_id)]
+
+
+def _typed_ok(exp_id: str, results: Sequence[Result]) -> list[Result]:
+    """The finished runs, with summaries rebuilt as the experiment's typed dataclass."""
+    exp = all_experiments().get(exp_id)
+    return [exp.typed(r) if exp else r for r in results if r.status == "ok"]
 
 
 def render_figures_cached(
@@ -202,7 +207,7 @@ def render_figures_cached(
             entry = old["entry"]
         else:
             if usable is None:
-                usable = [r for r in (store.load_run(rid) for rid in run_ids) if r.status == "ok"]
+                usable = _typed_ok(exp_id, [store.load_run(rid) for rid in run_ids])
             entry = _draw(spec, usable, out_dir)
         new_cache[spec.name] = {"key": key, "entry": entry}
         made.append(entry)
