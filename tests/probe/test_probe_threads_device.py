@@ -86,3 +86,41 @@ def test_cuda_path_matches_cpu(tmp_path):
     args = ["run", "scalar-mode", "--preset", "smoke", "--device", "cuda", "--workers", "1"]
     out = CliRunner().invoke(app, [*args, "--store", store, "--json"])
     assert out.exit_code == 0, out.output
+
+
+def test_float32_stable_rank_path_is_certified_against_float64():
+    import numpy as np
+
+    from rankscope.probe.weight_metrics import certified_top
+
+    g = torch.Generator().manual_seed(1)
+    u = torch.linalg.qr(torch.randn(300, 120, generator=g, dtype=torch.float64))[0]
+    s = torch.logspace(0, -2, 120, dtype=torch.float64)
+    s[0] = 3.0  # a clear gap at the top
+    w = (u * s) @ torch.linalg.qr(torch.randn(120, 120, generator=g, dtype=torch.float64))[0].T
+    w32 = w.float()
+    ref = np.linalg.svd(w32.double().numpy(), compute_uv=False)
+    theta, bound = certified_top(w32)
+    assert theta <= ref[0] ** 2 * (1 + 1e-12)
+    assert ref[0] ** 2 <= theta * (1 + bound) * (1 + 1e-12)  # the certificate holds
+    model = torch.nn.Linear(120, 300, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(w32)
+    fast = analyze(model, metrics=("stable_rank",))
+    row = fast.layers[0]
+    assert row["method"] == "float32-certified" and row["sv_rel_error"] <= 1e-6
+    want = float((ref**2).sum() / ref[0] ** 2)
+    assert abs(row["stable_rank"] - want) <= 1e-6 * want
+    assert np.isnan(row["rank_torch"]) and "only stable_rank" in row["unavailable"]
+
+
+def test_float32_path_falls_back_without_a_certificate():
+    q = torch.linalg.qr(torch.randn(100, 100, generator=torch.Generator().manual_seed(2)))[0]
+    model = torch.nn.Linear(100, 100, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(q)  # all singular values 1: no gap, nothing to certify
+    row = analyze(model, metrics=("stable_rank", "s_max")).layers[0]
+    assert row["method"] == "gram"  # the float64 path, every column computed
+    assert abs(row["stable_rank"] - 100) < 1e-3  # float32 rounding of q
+    with pytest.raises(TypeError, match="metrics must be a sequence"):
+        analyze(model, metrics="stable_rank")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from rankscope.probe.checkpoint import load_checkpoint
 from rankscope.probe.data import iter_batches
 from rankscope.probe.hooks import RepresentationProbe
 from rankscope.probe.parallel import available_cores, map_ordered, scoped_kernel_threads
-from rankscope.probe.weight_metrics import SpectrumSettings, weight_row
+from rankscope.probe.weight_metrics import FAST_METRICS, SpectrumSettings, fast_row, weight_row
 from rankscope.probe.weights import WeightMatrix, weight_matrices
 
 __all__ = ["analyze"]
@@ -59,6 +60,7 @@ def analyze(
     conv_mode: str = "channelwise",
     device: str | torch.device | None = None,
     workers: int | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> Analysis:
     """Analyse ``model``: an ``nn.Module``, a state_dict, or a ``.safetensors``/torch file.
 
@@ -73,6 +75,11 @@ def analyze(
     ``"cuda"`` needs a GPU). ``workers``: threads over layers (default: one per available
     core); each layer's kernels run at one BLAS and one torch thread, and the caller's
     thread settings are restored on return (:mod:`rankscope.probe.parallel`).
+    ``metrics``: the weight columns needed (default: all). When they are among
+    ``stable_rank``, ``s_max`` and ``frobenius_norm``, float32 weights take a float32 path
+    whose s_1 carries a certified relative error ≤ 1e-6 (``method='float32-certified'``;
+    :func:`rankscope.probe.weight_metrics.certified_top`), falling back to float64 per layer
+    when the certificate fails; the other columns are then NaN.
     """
     if data is not None and not isinstance(model, nn.Module):
         raise ValueError(
@@ -80,6 +87,7 @@ def analyze(
             f"got {type(model).__name__} (weights only)"
         )
     settings = SpectrumSettings(max_full_svd=max_full_svd, topk=topk, gram=gram)
+    fast = _fast_requested(metrics)
     ckpt = load_checkpoint(model)
     mats, skipped = weight_matrices(model if isinstance(model, nn.Module) else ckpt.tensors)
     dev = _resolve_device(device)
@@ -88,7 +96,12 @@ def analyze(
         raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
     with scoped_kernel_threads(1):
         rows, spectra = _weight_rows(
-            mats, settings, torch.Generator().manual_seed(seed), device=dev, workers=n_workers
+            mats,
+            settings,
+            torch.Generator().manual_seed(seed),
+            device=dev,
+            workers=n_workers,
+            fast=fast,
         )
     info = {
         "source": ckpt.source,
@@ -115,6 +128,22 @@ def analyze(
     return result
 
 
+def _fast_requested(metrics: Sequence[str] | None) -> bool:
+    if metrics is None:
+        return False
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must be a sequence of column names, got {metrics!r}")
+    return bool(metrics) and set(metrics) <= FAST_METRICS
+
+
+def _row(w: WeightMatrix, settings: SpectrumSettings, fast: bool):
+    if fast and w.matrix.device.type == "cpu":
+        out = fast_row(w, settings)
+        if out is not None:
+            return out
+    return weight_row(w, settings)
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device | None:
     if device is None:
         return None
@@ -134,6 +163,7 @@ def _weight_rows(
     *,
     device: torch.device | None = None,
     workers: int = 1,
+    fast: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """One row and spectrum per weight; independent layers in a thread pool.
 
@@ -148,7 +178,7 @@ def _weight_rows(
     computed = dict(
         zip(
             (w.name for w in full),
-            map_ordered(lambda w: weight_row(w, settings), full, workers),
+            map_ordered(lambda w: _row(w, settings, fast), full, workers),
         )
     )
     for w in randomized:
