@@ -348,14 +348,21 @@ def list_cmd(as_json: JsonOpt = False) -> None:
 
 def _config_fields(cls, values: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
     """Config fields with their defaults; nested sub-study configs as ``sub.field``."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: show them as written
+        hints = {}
     out = []
     for f in dataclasses.fields(cls):
         value = values.get(f.name)
-        sub = f.type if isinstance(f.type, type) else None
+        hint = hints.get(f.name, f.type)
+        sub = hint if isinstance(hint, type) else None
         if sub is not None and dataclasses.is_dataclass(sub) and isinstance(value, dict):
             out.extend(_config_fields(sub, value, prefix=f"{prefix}{f.name}."))
             continue
-        type_name = getattr(f.type, "__name__", None) or str(f.type)
+        type_name = getattr(hint, "__name__", None) or str(hint)
         out.append({"name": f"{prefix}{f.name}", "type": type_name, "default": value})
     return out
 
