@@ -74,8 +74,8 @@ class Progress:
             self.total = info["total"] - info["cached"]
             if info["cached"]:
                 self._write(
-                    f"{self.label}: {info['cached']} of {info['total']} run(s) already in the "
-                    f"store, {self.total} to compute",
+                    f"{self.label}: {info['cached']} run(s) already in the store, "
+                    f"{self.total} of {info['total']} to compute",
                     final=True,
                 )
             elif self.total and not self.tty:
