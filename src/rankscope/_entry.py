@@ -24,8 +24,10 @@ def main() -> None:
                 sys.stderr.write(f"rankscope: --threads must be an integer >= 1, got {raw!r}\n")
                 raise SystemExit(2)
             n = int(raw)
+    # Environment only: torch reads OMP_NUM_THREADS for its intra-op pool and the BLAS
+    # libraries read theirs when they load, so nothing heavy is imported here (a command
+    # that needs torch imports it itself; --help and --version never do).
     threads.set_blas_env(n)
-    threads.set_threads(n)
     from rankscope.cli import app
 
     app()

@@ -401,3 +401,14 @@ def test_half_precision_inputs_keep_a_float32_spectrum(dtype):
     assert kept.dtype == torch.float32
     assert_close(kept, torch.from_numpy(ref).float(), rtol=1e-5, atol=1e-6)
     assert_close(singular_values(x), torch.from_numpy(ref), rtol=1e-12, atol=1e-12)
+
+
+def test_a_matrix_passed_as_a_spectrum_is_refused():
+    x = torch.rand(64, 32, generator=gen(3), dtype=F64)
+    with pytest.raises(ValueError, match=r"looks like a matrix; pass singular_values\(x\)"):
+        stable_rank(x)
+    with pytest.raises(ValueError, match=r"shape \(64, 32\)"):
+        effective_rank(x)
+    # sorted rows in either direction are spectra (eigvalsh gives ascending ones)
+    s = singular_values(x.reshape(4, 16, 32))
+    assert_close(stable_rank(s.flip(-1)), stable_rank(s))

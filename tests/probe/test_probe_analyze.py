@@ -104,3 +104,38 @@ def test_plot_spectra(zoo, tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown which"):
         plot_spectra(a, which="bias")
+
+
+class _WithPositions(torch.nn.Module):
+    """A BERT-like embedding: an int64 position_ids buffer next to the float weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.tok = torch.nn.Embedding(11, 6)
+        self.register_buffer("position_ids", torch.arange(12).reshape(1, 12))
+        self.register_buffer("mask", torch.ones(3, 3, dtype=torch.bool))
+
+
+def test_integer_and_bool_buffers_are_skipped_not_spectra(tmp_path):
+    model = _WithPositions()
+    for source in (model, model.state_dict()):
+        a = analyze(source)
+        assert [r["name"] for r in a.layers] == ["tok.weight"]
+        reasons = {s["name"]: s["reason"] for s in a.skipped}
+        assert set(reasons) == {"position_ids", "mask"}
+        assert reasons["position_ids"].startswith("int64 tensor")
+        assert "only floating-point tensors have a spectrum" in reasons["mask"]
+
+
+def test_dataloader_of_a_tensor_dataset_is_unlabelled_data():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 5, generator=g)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    ref = analyze(model, data=x, batch_size=8)
+    for data in (DataLoader(TensorDataset(x), batch_size=8), [[x[:20]], [x[20:]]]):
+        got = analyze(model, data=data)
+        assert [r["samples"] for r in got.representations] == [40] * len(ref.representations)
+        for a, b in zip(got.representations, ref.representations):
+            assert math.isclose(a["rep_stable_rank"], b["rep_stable_rank"], rel_tol=1e-6)

@@ -91,12 +91,18 @@ def analyze_command(
     ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized SVD path.")] = 0,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu | cuda | auto: where the spectra are computed.")
+    ] = "cpu",
 ) -> None:
     """Per-layer ranks (numerical, stable, effective), norms and spectra of a saved model."""
+    from rankscope.cli.app import resolve_device
     from rankscope.probe.checkpoint import CheckpointError
 
+    dev = resolve_device(device)
     try:
         kw = {"max_full_svd": max_full_svd, "topk": topk, "gram": not exact_svd, "seed": seed}
+        kw["device"] = dev
         analysis = _run(path, data, labels, out, demo, batch_size, kw)
     except (CheckpointError, ValueError, TypeError, FileNotFoundError) as exc:
         typer.echo(f"rankscope: {exc}", err=True)
@@ -173,8 +179,9 @@ def _table_text(analysis: Any) -> str:
         parts.append("\nlayer outputs (centred, rows = samples)\n" + _rep_text(analysis, cols))
     if analysis.skipped:
         parts.append(
-            f"\n{len(analysis.skipped)} tensors without a matrix (0-D/1-D: biases, norm scales) "
-            "are listed under 'skipped' in --format json"
+            f"\n{len(analysis.skipped)} tensors without a spectrum (0-D/1-D: biases, norm "
+            "scales; integer buffers such as position_ids) are listed under 'skipped' in "
+            "--format json"
         )
     unavailable = [
         r["name"] for r in analysis.layers if r.get("method") == "randomized" and r["unavailable"]

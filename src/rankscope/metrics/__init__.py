@@ -1,4 +1,4 @@
-"""Pure, batched, device-preserving rank metrics. See ``papers/definitions.md`` for formulas.
+"""Pure, batched, device-preserving rank metrics. Formulas: ``docs/definitions.md``.
 
 Compute a spectrum once with :func:`singular_values` and pass it to any function of a
 spectrum (ranks, norms, RankMe, the depth expansion). :data:`METRICS` declares each scalar

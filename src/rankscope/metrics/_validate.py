@@ -42,9 +42,11 @@ def check_matrix(x, *, name: str = "input", min_dim: int = 2) -> torch.Tensor:
 def check_spectrum(s, *, name: str = "spectrum") -> torch.Tensor:
     """A spectrum: (..., k) non-negative and finite, returned sorted descending.
 
-    ``singular_values`` already returns descending values; anything else (eigenvalues from
-    ``eigvalsh`` come ascending) is sorted here, since every metric of a spectrum depends on the
-    multiset of values only.
+    ``singular_values`` already returns descending values; ascending rows (eigenvalues from
+    ``eigvalsh``) and a single unsorted vector are sorted here, since every metric of a
+    spectrum depends on the multiset of values only. A batch whose rows are neither
+    non-increasing nor non-decreasing is almost surely a matrix passed by mistake
+    (``stable_rank(torch.rand(64, 32))``) and raises.
     """
     s = as_tensor(s, name=name)
     if s.ndim < 1:
@@ -57,6 +59,15 @@ def check_spectrum(s, *, name: str = "spectrum") -> torch.Tensor:
         raise ValueError(
             f"{name} of shape {tuple(s.shape)} has negative entries; pass singular values"
         )
-    if s.shape[-1] > 1 and bool((s[..., 1:] > s[..., :-1]).any()):
-        s = torch.sort(s, dim=-1, descending=True).values
+    if s.shape[-1] > 1:
+        rises = s[..., 1:] > s[..., :-1]
+        if bool(rises.any()):
+            falls = (s[..., 1:] < s[..., :-1]).any(-1)
+            if s.ndim >= 2 and bool((rises.any(-1) & falls).any()):
+                raise ValueError(
+                    f"{name} of shape {tuple(s.shape)} is not sorted along its last axis "
+                    "(a spectrum is non-increasing, or non-decreasing as from eigvalsh): this "
+                    "looks like a matrix; pass singular_values(x)"
+                )
+            s = torch.sort(s, dim=-1, descending=True).values
     return s

@@ -14,7 +14,9 @@ metrics per layer, in memory independent of the dataset size.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +26,8 @@ from rankscope.probe.analysis import Analysis
 from rankscope.probe.checkpoint import load_checkpoint
 from rankscope.probe.data import iter_batches
 from rankscope.probe.hooks import RepresentationProbe
-from rankscope.probe.weight_metrics import SpectrumSettings, weight_row
+from rankscope.probe.parallel import available_cores, map_ordered, scoped_kernel_threads
+from rankscope.probe.weight_metrics import FAST_METRICS, SpectrumSettings, fast_row, weight_row
 from rankscope.probe.weights import WeightMatrix, weight_matrices
 
 __all__ = ["analyze"]
@@ -55,6 +58,9 @@ def analyze(
     max_batches: int | None = None,
     rep_max_dim: int = 4096,
     conv_mode: str = "channelwise",
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> Analysis:
     """Analyse ``model``: an ``nn.Module``, a state_dict, or a ``.safetensors``/torch file.
 
@@ -65,6 +71,15 @@ def analyze(
     (:mod:`rankscope.probe.weight_metrics`).
     ``rep_max_dim`` bounds the width of a hooked output (its Gram matrix is 8·d² bytes);
     ``conv_mode`` is how conv outputs become samples ('channelwise' or 'flatten').
+    ``device``: where the weight spectra are computed (default: where each weight is;
+    ``"cuda"`` needs a GPU). ``workers``: threads over layers (default: one per available
+    core); each layer's kernels run at one BLAS and one torch thread, and the caller's
+    thread settings are restored on return (:mod:`rankscope.probe.parallel`).
+    ``metrics``: the weight columns needed (default: all). When they are among
+    ``stable_rank``, ``s_max`` and ``frobenius_norm``, float32 weights take a float32 path
+    whose s_1 carries a certified relative error ≤ 1e-6 (``method='float32-certified'``;
+    :func:`rankscope.probe.weight_metrics.certified_top`), falling back to float64 per layer
+    when the certificate fails; the other columns are then NaN.
     """
     if data is not None and not isinstance(model, nn.Module):
         raise ValueError(
@@ -72,9 +87,22 @@ def analyze(
             f"got {type(model).__name__} (weights only)"
         )
     settings = SpectrumSettings(max_full_svd=max_full_svd, topk=topk, gram=gram)
+    fast = _fast_requested(metrics)
     ckpt = load_checkpoint(model)
     mats, skipped = weight_matrices(model if isinstance(model, nn.Module) else ckpt.tensors)
-    rows, spectra = _weight_rows(mats, settings, torch.Generator().manual_seed(seed))
+    dev = _resolve_device(device)
+    n_workers = available_cores() if workers is None else workers
+    if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
+        raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
+    with scoped_kernel_threads(1):
+        rows, spectra = _weight_rows(
+            mats,
+            settings,
+            torch.Generator().manual_seed(seed),
+            device=dev,
+            workers=n_workers,
+            fast=fast,
+        )
     info = {
         "source": ckpt.source,
         "format": ckpt.format,
@@ -100,19 +128,72 @@ def analyze(
     return result
 
 
+def _fast_requested(metrics: Sequence[str] | None) -> bool:
+    if metrics is None:
+        return False
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must be a sequence of column names, got {metrics!r}")
+    return bool(metrics) and set(metrics) <= FAST_METRICS
+
+
+def _row(w: WeightMatrix, settings: SpectrumSettings, fast: bool):
+    if fast and w.matrix.device.type == "cpu":
+        out = fast_row(w, settings)
+        if out is not None:
+            return out
+    return weight_row(w, settings)
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is available; use 'cpu'")
+    return dev
+
+
 def _weight_rows(
-    mats: list[WeightMatrix], settings: SpectrumSettings, generator: torch.Generator
+    mats: list[WeightMatrix],
+    settings: SpectrumSettings,
+    generator: torch.Generator,
+    *,
+    device: torch.device | None = None,
+    workers: int = 1,
+    fast: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """One row and spectrum per weight; independent layers in a thread pool.
+
+    Layers on the randomized path draw from ``generator`` and run in the calling thread in
+    state_dict order, so the result does not depend on ``workers``.
+    """
+    if device is not None:
+        mats = [dataclasses.replace(w, matrix=w.matrix.detach().to(device)) for w in mats]
+    own = [w for w in mats if w.same_as is None]  # same_as names an earlier entry
+    randomized = [w for w in own if min(w.matrix.shape) > settings.max_full_svd]
+    full = [w for w in own if min(w.matrix.shape) <= settings.max_full_svd]
+    computed = dict(
+        zip(
+            (w.name for w in full),
+            map_ordered(lambda w: _row(w, settings, fast), full, workers),
+        )
+    )
+    for w in randomized:
+        computed[w.name] = weight_row(w, settings, generator=generator)
     rows: list[dict[str, Any]] = []
     spectra: dict[str, torch.Tensor] = {}
     by_name: dict[str, dict[str, Any]] = {}
     for w in mats:
-        if w.same_as is not None and w.same_as in by_name:  # tied weights: one SVD
+        if w.name not in computed and w.same_as in by_name:  # tied weights: one SVD
             row = {**by_name[w.same_as], "name": w.name, "kind": w.kind}
             row["note"] = "; ".join(x for x in (w.note, f"same tensor as {w.same_as}") if x)
             s = spectra[w.same_as]
         else:
-            row, s = weight_row(w, settings, generator=generator)
+            row, s = computed[w.name]
+            s = s.cpu()
         rows.append(row)
         spectra[w.name] = s
         by_name[w.name] = row

@@ -7,8 +7,9 @@ Accepted ``data``:
   :func:`rankscope.probe.checkpoint.load_tensor_file`) holding a tensor, an ``(x, y)`` pair,
   or a dict with an input key (``x``, ``inputs``, ``input``, ``data``, ``features``) and
   optionally a label key (``y``, ``labels``, ``label``, ``targets``, ``target``);
-- an iterable (a ``DataLoader``, a list, a generator) of tensors, of ``(x, y)`` pairs or of
-  such dicts.
+- an iterable (a ``DataLoader``, a list, a generator) of tensors, of ``(x, y)`` pairs, of
+  1-tuples or 1-lists ``(x,)`` (what ``DataLoader(TensorDataset(x))`` yields) or of such
+  dicts.
 
 ``labels`` (a tensor or file, (N,) integer class ids) goes with tensor/file data only; an
 iterable carries its labels in its batches.
@@ -89,10 +90,12 @@ def _split(item: Any, *, where: str) -> tuple[Any, Any]:
         return item[x_key], (item[y_key] if y_key else None)
     if isinstance(item, tuple | list) and len(item) == 2:
         return item[0], item[1]
+    if isinstance(item, tuple | list) and len(item) == 1:  # DataLoader(TensorDataset(x))
+        return item[0], None
     raise TypeError(
         f"{where} is a {type(item).__name__}"
         + (f" of length {len(item)}" if isinstance(item, tuple | list) else "")
-        + "; expected a tensor, an (x, y) pair or a dict with an input key"
+        + "; expected a tensor, an (x,) or (x, y) tuple/list or a dict with an input key"
     )
 
 

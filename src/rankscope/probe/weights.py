@@ -87,7 +87,10 @@ class SkippedTensor:
 
 
 def weight_matrices(source: Any) -> tuple[list[WeightMatrix], list[SkippedTensor]]:
-    """All ≥2-D weights of ``source`` (module, state_dict or weights file) in state_dict order.
+    """All ≥2-D floating-point weights of ``source`` (module, state_dict or weights file).
+
+    In state_dict order. Integer and boolean tensors (index buffers such as a BERT's
+    ``embeddings.position_ids``) are skipped with the reason, as are 0-D and 1-D ones.
 
     Returns (matrices, skipped); together they hold every entry of the state_dict.
     """
@@ -99,7 +102,7 @@ def weight_matrices(source: Any) -> tuple[list[WeightMatrix], list[SkippedTensor
     mats: list[WeightMatrix] = []
     skipped = [SkippedTensor(n, (), "not a tensor") for n in ckpt.ignored]
     for name, t in ckpt.tensors.items():
-        if t.ndim < 2:
+        if t.ndim < 2 or not t.is_floating_point():
             skipped.append(SkippedTensor(name, tuple(t.shape), _skip_reason(name, t)))
             continue
         if module is not None:
@@ -177,6 +180,12 @@ def _kind_from_module(
 
 
 def _skip_reason(name: str, t: torch.Tensor) -> str:
+    if not t.is_floating_point():
+        dtype = str(t.dtype).removeprefix("torch.")
+        return (
+            f"{dtype} tensor (an index or counter buffer such as position_ids), not a weight: "
+            "only floating-point tensors have a spectrum"
+        )
     if t.ndim == 0:
         return "0-D scalar (counter or constant): no matrix"
     leaf = name.rsplit(".", 1)[-1]

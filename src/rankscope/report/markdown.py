@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rankscope.report.html import format_measured
+from rankscope.report.claims_text import headline, unicode_math
 from rankscope.store import Store
 
 __all__ = ["claims_markdown"]
@@ -25,14 +25,16 @@ def claims_markdown(store: Store, preset: str | None = None) -> str:
         walls = [store.run_info(r).wall_time for r in run_ids]
         parts.append(
             f"### `{exp_id}` ({p}, {len(run_ids)} seed(s), {sum(walls):.0f} s of run time)\n\n"
-            "| claim | verdict | seeds held | expected | measured |\n|---|---|---|---|---|"
+            "| claim | verdict | seeds held | expected | measured (headline) |\n"
+            "|---|---|---|---|---|"
         )
         for c in claims:
             verdict = c["verdict"] + ("" if c.get("hard", True) else " (trend)")
-            note = f" — {c['note']}" if c.get("note") else ""
             parts.append(
                 f"| {c['id']} | **{verdict}** | {c['seeds_passed']}/{c['seeds_total']} | "
-                f"{_cell(c['expected'])} | {_cell(format_measured(c['measured']) + note)} |"
+                f"{_cell(unicode_math(c['expected']))} | {_cell(unicode_math(headline(c)))} |"
             )
         parts.append("")
+    if parts:
+        parts.append("Every measured number of a claim: `rankscope show-claim ID CLAIM`.")
     return "\n".join(parts)

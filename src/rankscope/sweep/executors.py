@@ -10,17 +10,76 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
-__all__ = ["InlineExecutor", "make_executor", "worker_init"]
+__all__ = ["InlineExecutor", "make_executor", "terminate_workers", "worker_init"]
+
+_WATCH_INTERVAL_S = 0.5
 
 
-def worker_init(threads: int = 1) -> None:
-    """Process initializer: fix the thread policy before any work runs."""
+def worker_init(threads: int = 1, parent_pid: int | None = None) -> None:
+    """Process initializer: die with the parent, then fix the thread policy.
+
+    A worker must not outlive the process that submitted its job (a killed sweep would leave
+    it computing under PID 1). On Linux the kernel sends it SIGKILL when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also polls the parent pid and
+    exits the process when it changes.
+    """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     from rankscope import threads as th
 
     th.set_blas_env(threads)
     th.set_threads(threads)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` (its parent) ends."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            pr_set_pdeathsig = 1
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the thread remains
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            threading.Event().wait(_WATCH_INTERVAL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="rankscope-parent-watch", daemon=True).start()
+
+
+def terminate_workers(executor: Executor) -> None:
+    """Stop an executor now: cancel queued jobs and kill the worker processes in flight.
+
+    ``shutdown(wait=True)`` would wait for every running job (minutes); on SIGTERM or Ctrl-C
+    the finished runs are already stored, so the workers are killed instead.
+    """
+    if isinstance(executor, ProcessPoolExecutor):
+        procs = list(getattr(executor, "_processes", {}).values())  # no public handle
+        executor.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            p.join(timeout=5)
+        executor.shutdown(wait=True)
+        return
+    try:
+        executor.shutdown(wait=False, cancel_futures=True)
+    except TypeError:  # an executor without cancel_futures
+        executor.shutdown(wait=False)
 
 
 class InlineExecutor(Executor):
@@ -75,7 +134,7 @@ def make_executor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker_init,
-            initargs=(threads,),
+            initargs=(threads, os.getpid()),
         )
     if kind == "dask":
         try:

@@ -14,7 +14,7 @@ __all__ = ["FigureSpec", "figures_for", "new_figure"]
 _MODULES: tuple[str, ...] = (
     "rankscope.report.figures.engine",
     "rankscope.report.figures.linear",
-    "rankscope.report.figures.linear_b",
+    "rankscope.report.figures.linear_mixed_sgd",
     "rankscope.report.figures.collapse",
     "rankscope.report.figures.tensor_graph",
 )

@@ -1,7 +1,7 @@
 """Figures of the deep-linear-network family: `saddle-to-saddle`, `schatten-l2`, `mc-not-norms`.
 
 Pure functions of stored results (summary + records); time is steps·η throughout.
-(`mixed-dynamics` and `sgd-rank-jumps` draw theirs in :mod:`.linear_b`.)
+(`mixed-dynamics` and `sgd-rank-jumps` draw theirs in :mod:`.linear_mixed_sgd`.)
 """
 
 from __future__ import annotations
