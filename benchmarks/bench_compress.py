@@ -107,10 +107,14 @@ def main() -> None:
                 f"({seconds:.0f} s)",
                 flush=True,
             )
-    print(f"\nall-MiniLM-L6-v2, {len(chosen)} encoder Linear layers, {args.calib} calibration / "
-          f"{args.eval} evaluation sentences; {time.time() - t_start:.0f} s in all\n")
-    print("| budget | config | mean cosine | NN agreement | encoder Linear kept | whole model kept "
-          "| layers factorised | latency ratio |")
+    print(
+        f"\nall-MiniLM-L6-v2, {len(chosen)} encoder Linear layers, {args.calib} calibration / "
+        f"{args.eval} evaluation sentences; {time.time() - t_start:.0f} s in all\n"
+    )
+    print(
+        "| budget | config | mean cosine | NN agreement | encoder Linear kept | whole model kept "
+        "| layers factorised | latency ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
@@ -122,13 +126,17 @@ def main() -> None:
     for r in rows:
         if r["config"] in ("global", "global+seq") and r["budget"] in base:
             verdict = "better" if r["mean_cosine"] > base[r["budget"]] else "NOT better"
-            print(f"{r['config']} at {r['budget']:g}: {verdict} than uniform whitened "
-                  f"({r['mean_cosine']:.3f} vs {base[r['budget']]:.3f})")
+            print(
+                f"{r['config']} at {r['budget']:g}: {verdict} than uniform whitened "
+                f"({r['mean_cosine']:.3f} vs {base[r['budget']]:.3f})"
+            )
     at80 = [r for r in rows if r["budget"] == 0.8 and r["config"] == "global+seq"]
     if at80:
         c = at80[0]["mean_cosine"]
-        print(f"target mean cosine >= 0.95 at 0.8 (global+seq): {c:.3f} -> "
-              f"{'met' if c >= 0.95 else 'MISSED'}")
+        print(
+            f"target mean cosine >= 0.95 at 0.8 (global+seq): {c:.3f} -> "
+            f"{'met' if c >= 0.95 else 'MISSED'}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -79,10 +79,14 @@ def main() -> None:
     end_to_end = sum(t_tracked) / sum(t_plain) - 1
     measurements = steps // args.every
     print(f"width-512 MLP, batch {args.batch}, {steps} steps per copy, every={args.every}")
-    print(f"median plain step {step * 1e3:.2f} ms; one measurement "
-          f"{tracker.seconds / measurements * 1e3:.1f} ms ({measurements} measurements)")
-    print(f"per-step overhead {per_step:.2%}; end-to-end overhead {end_to_end:+.2%} "
-          f"(target < 5%: {'met' if per_step < 0.05 else 'MISSED'})")
+    print(
+        f"median plain step {step * 1e3:.2f} ms; one measurement "
+        f"{tracker.seconds / measurements * 1e3:.1f} ms ({measurements} measurements)"
+    )
+    print(
+        f"per-step overhead {per_step:.2%}; end-to-end overhead {end_to_end:+.2%} "
+        f"(target < 5%: {'met' if per_step < 0.05 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":

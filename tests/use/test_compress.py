@@ -35,7 +35,9 @@ def _gen(seed=0):
 
 def _mlp(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 5))
+    return nn.Sequential(
+        nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 5)
+    )
 
 
 def _cnn(seed=0):
@@ -65,7 +67,10 @@ def _correlated(n, d, seed=0):
     [
         (nn.Linear(7, 5), torch.randn(4, 3, 7)),
         (nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2), torch.randn(2, 4, 11)),
-        (nn.Conv2d(3, 8, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), torch.randn(2, 3, 9, 8)),
+        (
+            nn.Conv2d(3, 8, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+            torch.randn(2, 3, 9, 8),
+        ),
     ],
 )
 def test_full_rank_factorisation_reproduces_the_layer(layer, x):
@@ -359,9 +364,9 @@ def test_budget_outside_unit_interval(budget):
 
 
 def test_no_compressible_layers():
-    with pytest.raises(ValueError, match="no compressible layers in Sequential.*ReLU"):
+    with pytest.raises(ValueError, match=r"no compressible layers in Sequential.*ReLU"):
         compress(nn.Sequential(nn.ReLU(), nn.Tanh()), 0.5, method="svd")
-    with pytest.raises(ValueError, match="no compressible layers.*2×2 weight"):
+    with pytest.raises(ValueError, match=r"no compressible layers.*2×2 weight"):
         compress(nn.Sequential(nn.Linear(2, 2)), 0.5, method="svd")
 
 

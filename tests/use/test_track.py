@@ -163,7 +163,9 @@ def test_lightning_callback_with_a_real_trainer(tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.05)
 
     g = torch.Generator().manual_seed(0)
-    ds = torch.utils.data.TensorDataset(torch.randn(64, 12, generator=g), torch.randint(0, 3, (64,), generator=g))
+    ds = torch.utils.data.TensorDataset(
+        torch.randn(64, 12, generator=g), torch.randint(0, 3, (64,), generator=g)
+    )
     loader = torch.utils.data.DataLoader(ds, batch_size=16)
     cb = RankTrackerCallback(every=2, csv=tmp_path / "r.csv")
     trainer = pl.Trainer(

@@ -89,9 +89,7 @@ def compress_command(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory for model.safetensors + manifest.")
-    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for model.safetensors + manifest.")],
     method: Annotated[str, typer.Option("--method", help="svd | whiten")] = "whiten",
     allocate: Annotated[str, typer.Option("--allocate", help="uniform | global")] = "uniform",
     sequential: Annotated[

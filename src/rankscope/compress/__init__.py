@@ -15,6 +15,7 @@
   :func:`compare_latency`; offline text: :func:`sentences`, :func:`text_batches`.
 """
 
+from rankscope.compress import hf
 from rankscope.compress.allocate import ALLOCATIONS, LayerBudget, allocate, max_saving_rank
 from rankscope.compress.api import (
     LAYER_TYPES,
@@ -37,7 +38,6 @@ from rankscope.compress.evaluate import (
 )
 from rankscope.compress.factorize import truncate, whitener
 from rankscope.compress.layers import LowRankConv, LowRankLinear, breakeven_rank
-from rankscope.compress import hf
 from rankscope.compress.text import read_lines, sentences, text_batches
 
 __all__ = [
@@ -55,10 +55,10 @@ __all__ = [
     "allocate",
     "breakeven_rank",
     "collect_moments",
-    "hf",
     "compare_latency",
     "compress",
     "embedding_agreement",
+    "hf",
     "load",
     "load_sequential",
     "max_saving_rank",

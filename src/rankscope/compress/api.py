@@ -35,10 +35,10 @@ from rankscope.compress.calibrate import (
     sequential_moments,
 )
 from rankscope.compress.factorize import svd_spectrum, truncate, whitener
-from rankscope.compress.sensitivity import sensitivities
 from rankscope.compress.layers import factorised_module, layer_matrix, skip_reason
+from rankscope.compress.sensitivity import sensitivities
 
-__all__ = ["LAYER_TYPES", "METHODS", "MANIFEST", "Compressed", "compress", "load", "select_layers"]
+__all__ = ["LAYER_TYPES", "MANIFEST", "METHODS", "Compressed", "compress", "load", "select_layers"]
 
 METHODS = ("svd", "whiten")
 WEIGHINGS = ("relative", "absolute", "sensitivity")
@@ -291,7 +291,7 @@ def compress(
     whites, stats = {}, None
     if method == "whiten":
         stats = moments
-        if stats is None or sequential and stats.rows is None:
+        if stats is None or (sequential and stats.rows is None):
             stats = collect_moments(work, chosen, batches, keep_rows=sequential)
         missing = [n for n in chosen if n not in stats.alias]
         for n in missing:
@@ -435,9 +435,7 @@ def _factorise(work, name, mod, rank, white, cross, method) -> dict[str, Any]:
     return row
 
 
-def load(
-    directory: str | Path, *, factory: Callable[[], nn.Module] | None = None
-) -> nn.Module:
+def load(directory: str | Path, *, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
     """Rebuild a model saved by :meth:`Compressed.save` (safetensors + JSON only; no pickle).
 
     Hugging Face inputs are rebuilt from the saved ``config.json``; ``nn.Sequential`` models
@@ -499,7 +497,6 @@ def _with_factorised(model: nn.Module, manifest: dict[str, Any]) -> nn.Module:
         new = factorised_module(mod, a, b)
         _replace(model, row["name"], new)
     return model
-
 
 
 ARCH_KEY = "rankscope_architecture"

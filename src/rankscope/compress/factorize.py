@@ -121,7 +121,9 @@ def truncate(
     """
     m, n = w.shape
     if not isinstance(rank, int) or not 1 <= rank <= min(m, n):
-        raise ValueError(f"rank must be an int in [1, {min(m, n)}] for a {m}×{n} weight, got {rank}")
+        raise ValueError(
+            f"rank must be an int in [1, {min(m, n)}] for a {m}×{n} weight, got {rank}"
+        )
     u, s, vh = torch.linalg.svd(_target(w, white, cross), full_matrices=False)
     root = s[:rank].sqrt()
     a = u[:, :rank] * root  # (m, r)

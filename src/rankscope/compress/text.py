@@ -54,7 +54,9 @@ def text_batches(
     """
     if not texts:
         raise ValueError("no sentences to tokenise: got an empty list")
-    lengths = [len(tokenizer(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts]
+    lengths = [
+        len(tokenizer(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts
+    ]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     out = []
     for lo in range(0, len(order), batch_size):

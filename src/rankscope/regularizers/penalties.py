@@ -100,9 +100,7 @@ def layer_weights(
         if not any(fnmatch.fnmatchcase(n, pat) for n in names):
             raise ValueError(f"layer pattern {pat!r} matches no layer; layers: {names}")
     return [
-        (n, m.weight)
-        for n, m in found
-        if not pats or any(fnmatch.fnmatchcase(n, p) for p in pats)
+        (n, m.weight) for n, m in found if not pats or any(fnmatch.fnmatchcase(n, p) for p in pats)
     ]
 
 

@@ -98,7 +98,9 @@ class RankPlateau:
         """Feed one measurement {layer: value}; True when the plateau criterion is met."""
         if self.layers:
             values = {
-                k: v for k, v in values.items() if any(fnmatch.fnmatchcase(k, p) for p in self.layers)
+                k: v
+                for k, v in values.items()
+                if any(fnmatch.fnmatchcase(k, p) for p in self.layers)
             }
         if not values:
             raise ValueError(f"RankPlateau: no tracked layer matches {self.layers}")
@@ -319,7 +321,10 @@ class RankTracker:
             res,
             experiment="track",
             preset=self.run_name,
-            provenance={"source": "rankscope.track.RankTracker", "model": type(self.model).__name__},
+            provenance={
+                "source": "rankscope.track.RankTracker",
+                "model": type(self.model).__name__,
+            },
             wall_time=time.time() - self._started,
         )
         self.run_id = run_id
@@ -333,6 +338,3 @@ class RankTracker:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-

@@ -32,9 +32,7 @@ class DigitsData:
 def digits_data(*, seed: int = 0, rng: np.random.Generator | None = None) -> DigitsData:
     """scikit-learn digits split 80/20 by ``rng`` (or a generator seeded with ``seed``)."""
     split = digits_split(rng if rng is not None else np.random.default_rng(seed))
-    return DigitsData(
-        split.x_train.float(), split.y_train, split.x_test.float(), split.y_test
-    )
+    return DigitsData(split.x_train.float(), split.y_train, split.x_test.float(), split.y_test)
 
 
 @dataclass(frozen=True)
