@@ -386,3 +386,12 @@ def test_bad_calibration_inputs():
         compress(_mlp(), 0.5, method="svd", sequential=True)
     with pytest.raises(ValueError, match="unknown method 'pca'"):
         compress(_mlp(), 0.5, method="pca")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compress_keeps_the_model_device():
+    model = _mlp().cuda()
+    x = _correlated(128, 20).cuda()
+    out = compress(model, 0.5, calib=x, allocate_by="global", sequential=True)
+    assert all(p.device.type == "cuda" for p in out.model.parameters())
+    assert torch.isfinite(out.model(x)).all()

@@ -187,3 +187,12 @@ def test_lightning_callback_with_a_real_trainer(tmp_path):
         "net.2",
         "net.4",
     }
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tracker_measures_on_the_model_device():
+    model = _model().cuda()
+    got = RankTracker(model, every=1).measure(0, batch=torch.randn(8, 12, device="cuda"))
+    cpu = RankTracker(_model(), every=1).measure(0)
+    for k in ("stable_rank", "numerical_rank"):
+        assert got[k]["2"] == pytest.approx(cpu[k]["2"], rel=1e-4)

@@ -148,6 +148,9 @@ def _run(model, budget, out, method, allocate, sequential, calib, eval_file, inc
             from rankscope.compress import sentences
 
             sents = sentences("calib")
+            typer.echo(
+                "calibrating on the 256 shipped sentences (--calib FILE to change)", err=True
+            )
         result = compress(path, budget, calib=sents, **kw)
         ev = _text(eval_file, "eval")
         if ev is not None:

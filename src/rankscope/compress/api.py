@@ -348,7 +348,7 @@ def compress(
             c_hat, cross, _ = sequential_moments(work, {group[0]: chosen[group[0]]}, batches, stats)
             if shrink > 0:  # ridge towards the uncorrected W: δ = shrink·tr(Ĉ)/n
                 delta = shrink * float(c_hat.diagonal().mean())
-                eye = torch.eye(c_hat.shape[0], dtype=c_hat.dtype)
+                eye = torch.eye(c_hat.shape[0], dtype=c_hat.dtype, device=c_hat.device)
                 c_hat, cross = c_hat + delta * eye, cross + delta * eye
             white = whitener(c_hat, name=group[0])
             for n in group:

@@ -70,7 +70,7 @@ def embedding_agreement(before: torch.Tensor, after: torch.Tensor) -> dict[str, 
     a = torch.nn.functional.normalize(before.to(torch.float64), dim=1)
     b = torch.nn.functional.normalize(after.to(torch.float64), dim=1)
     cos = (a * b).sum(1)
-    eye = torch.eye(a.shape[0], dtype=torch.bool)
+    eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
     nn_a = (a @ a.T).masked_fill(eye, -2.0).argmax(1)
     nn_b = (b @ b.T).masked_fill(eye, -2.0).argmax(1)
     return {

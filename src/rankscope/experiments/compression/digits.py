@@ -37,8 +37,9 @@ def digits_data(*, seed: int = 0, rng: np.random.Generator | None = None) -> Dig
 
 @dataclass(frozen=True)
 class DigitsNet:
-    """``mlp``: 64 → widths (ReLU) → 10. ``cnn``: 1×8×8 → 3×3 convs (padding 1, ReLU) with
-    ``widths`` channels → flatten → Linear to 10."""
+    """``mlp``: 64 → widths (ReLU) → 10. ``cnn``: 1×8×8 → 3×3 convs (padding 1, ReLU; the
+    last one with stride 2) with ``widths[:-1]`` channels → flatten → Linear to ``widths[-1]``
+    (ReLU) → Linear to 10."""
 
     kind: str = "mlp"
     widths: tuple[int, ...] = (256, 256)
@@ -58,10 +59,15 @@ class DigitsNet:
                 if i < len(dims) - 2:
                     layers.append(nn.ReLU())
         else:
+            if len(self.widths) < 2:
+                raise ValueError(f"cnn needs conv channels and a hidden width, got {self.widths}")
             layers.append(nn.Unflatten(1, (1, 8, 8)))
-            for a, b in itertools.pairwise([1, *self.widths]):
-                layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
-            layers += [nn.Flatten(), nn.Linear(self.widths[-1] * 64, 10)]
+            chans = [1, *self.widths[:-1]]
+            for i, (a, b) in enumerate(itertools.pairwise(chans)):
+                stride = 2 if i == len(chans) - 2 else 1
+                layers += [nn.Conv2d(a, b, 3, stride=stride, padding=1), nn.ReLU()]
+            layers += [nn.Flatten(), nn.Linear(chans[-1] * 16, self.widths[-1]), nn.ReLU()]
+            layers.append(nn.Linear(self.widths[-1], 10))
         model = nn.Sequential(*layers)
         if generator is not None:  # He-normal weights, zero biases, drawn from the generator
             with torch.no_grad():

@@ -2,14 +2,15 @@
 
 Zangrando et al., arXiv 2402.03991 (collapse.md), abstract: removing the small singular values
 of networks trained with weight decay shrinks them while keeping their performance. On
-scikit-learn digits, an MLP (64-256-256-10) and a small CNN (3×3 convs with 8, 16 channels,
-then a linear head) are trained with the explicit penalty λ·Σ‖W‖_F² for
-λ ∈ {0, 1e-4, 1e-3, 1e-2} through :func:`rankscope.train.train` (Adam, minibatches). Each
-trained net is then truncated at ranks chosen from its weight spectra alone: plain truncated
-SVD with the global allocation of :mod:`rankscope.compress` (singular directions taken by
-spectral energy per parameter until the budget, a kept fraction of the Linear/Conv
-parameters, is spent). Test accuracy is measured at every budget; the "energy rank" of a net
-is Σ_l min{r : Σ_{i≤r} s_i² ≥ 0.99·Σ s_i²} over its layers.
+scikit-learn digits, an MLP (64-256-256-10) and a small CNN (3×3 convs with 8 and 16
+channels, the second with stride 2, then 256-32-10 fully connected) are trained with the
+explicit penalty λ·Σ‖W‖_F² for λ ∈ {0, 1e-4, 1e-3, 1e-2} through
+:func:`rankscope.train.train` (Adam, minibatches). Each trained net is then truncated at
+ranks chosen from its weight spectra alone: plain truncated SVD with the global allocation
+of :mod:`rankscope.compress` (singular directions taken by spectral energy per parameter
+until the budget, a kept fraction of the Linear/Conv parameters, is spent). Test accuracy is
+measured at every budget; the "energy rank" of a net is Σ_l min{r : Σ_{i≤r} s_i² ≥
+0.99·Σ s_i²} over its layers.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Net:
 class Training:
     """Adam on minibatches of mean cross-entropy + λ·Σ‖W‖_F² (weights and kernels only)."""
 
-    steps: int = 1500
+    steps: int = 600
     lr: float = 3e-3
     batch_size: int = 128
 
@@ -60,9 +61,9 @@ class Training:
 class Config:
     weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)
     mlp: Net = Net(True, (256, 256))
-    cnn: Net = Net(True, (8, 16))
+    cnn: Net = Net(True, (8, 16, 32))
     training: Training = Training()
-    budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+    budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
 
     def __post_init__(self) -> None:
         if not self.weight_decays or any(not wd >= 0 for wd in self.weight_decays):
@@ -80,7 +81,7 @@ PRESETS = {
     "smoke": Config(
         weight_decays=(0.0, 1e-2),
         mlp=Net(True, (64, 64)),
-        cnn=Net(False, (8, 16)),
+        cnn=Net(False, (8, 16, 32)),
         training=Training(steps=150),
         budgets=(0.1, 0.3),
     ),
