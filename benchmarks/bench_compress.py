@@ -79,11 +79,21 @@ def main() -> None:
     lat_batch = ev[len(ev) // 2]
     rows = []
     for budget in args.budgets:
+        sens = None  # the measured sensitivities are shared by global and global+seq
         for name in args.configs:
             t0 = time.time()
+            extra = {"sensitivity": sens} if CONFIGS[name]["allocate_by"] == "global" else {}
             out = compress(
-                model, budget, calib=cal, include="encoder.*", moments=moments, **CONFIGS[name]
+                model,
+                budget,
+                calib=cal,
+                include="encoder.*",
+                moments=moments,
+                **CONFIGS[name],
+                **extra,
             )
+            if CONFIGS[name]["allocate_by"] == "global":
+                sens = {r["name"]: r["allocation_weight"] for r in out.layers}
             seconds = time.time() - t0
             agree = embedding_agreement(ref, sentence_embeddings(out.model, ev))
             lat = compare_latency(model, out.model, lat_batch, repeats=5)

@@ -237,6 +237,7 @@ def compress(
     shrink: float = 0.0,
     weigh: str | None = None,
     probe_batches: int = 2,
+    sensitivity: Mapping[str, float] | None = None,
 ) -> Compressed:
     """Compress ``model`` to the kept fraction ``budget`` of its compressible layers' params.
 
@@ -320,12 +321,14 @@ def compress(
     if allocate_by == "global" and weigh == "absolute":
         budgets = [replace(b, weight=float((b.spectrum**2).sum())) for b in budgets]
     elif allocate_by == "global" and weigh == "sensitivity":
-        probe = dict(zip(names, allocate(budgets, budget, "uniform"), strict=True))
-        wl = {n: whites.get(stats.alias[n]) if stats is not None else None for n in names}
-        sens = sensitivities(
-            work, {n: chosen[n] for n in names}, probe, wl, _spread(batches, probe_batches)
-        )
-        budgets = [replace(b, weight=sens[b.name]) for b in budgets]
+        sens = dict(sensitivity or {})
+        if not sens:
+            probe = dict(zip(names, allocate(budgets, budget, "uniform"), strict=True))
+            wl = {n: whites.get(stats.alias[n]) if stats is not None else None for n in names}
+            sens = sensitivities(
+                work, {n: chosen[n] for n in names}, probe, wl, _spread(batches, probe_batches)
+            )
+        budgets = [replace(b, weight=float(sens[b.name])) for b in budgets]
     ranks = dict(zip(names, allocate(budgets, budget, allocate_by), strict=True))
     records = {}
     if not sequential:
@@ -356,8 +359,10 @@ def compress(
                 records[n] = _factorise(work, n, chosen[n], ranks[n], white, c, method)
                 records[n]["samples"] = stats.samples(n)
     layer_rows = []
+    weights = {b.name: b.weight for b in budgets}
     for n in names:
         rec = records[n]
+        rec["allocation_weight"] = weights[n]
         if stats is not None:
             rec.setdefault("samples", stats.samples(n))
             rec.setdefault("jitter", whites[stats.alias[n]].jitter)
