@@ -51,6 +51,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.9, 0.8, 0.7, 0.5])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument(
+        "--seq-budgets",
+        type=float,
+        nargs="+",
+        default=None,
+        help="budgets at which the sequential configs run (default: all)",
+    )
     ap.add_argument("--calib", type=int, default=256)
     ap.add_argument("--eval", type=int, default=512)
     ap.add_argument("--json", default=None)
@@ -81,6 +88,9 @@ def main() -> None:
     for budget in args.budgets:
         sens = None  # the measured sensitivities are shared by global and global+seq
         for name in args.configs:
+            seq_ok = args.seq_budgets is None or budget in args.seq_budgets
+            if CONFIGS[name].get("sequential") and not seq_ok:
+                continue
             t0 = time.time()
             extra = {"sensitivity": sens} if CONFIGS[name]["allocate_by"] == "global" else {}
             out = compress(

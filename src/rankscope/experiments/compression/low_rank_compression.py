@@ -344,5 +344,5 @@ EXPERIMENT = Experiment(
     run=run,
     claims=CLAIMS,
     summary_cls=Summary,
-    seeds={"smoke": 1, "default": 6, "paper": 6},
+    seeds={"smoke": 1, "default": 3, "paper": 6},
 )
