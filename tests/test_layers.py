@@ -11,11 +11,14 @@ ROOT = Path(rankscope.__file__).parent
 # lowest first; a module may import its own layer and any layer listed before it
 ORDER = [
     "metrics",
+    "regularizers",  # penalties and proximal steps over weights (metric-level)
     "probe",
     "sparsify",
     "models",
     "train",
     "store",
+    "compress",  # the use layer: compress and track apply measurements to a user's model
+    "track",
     "experiments",
     "sweep",
     "report",

@@ -25,6 +25,9 @@ _SUBMODULES = {
     "sweep",
     "report",
     "threads",
+    "compress",
+    "track",
+    "regularizers",
 }
 _ATTRS = {
     "analyze": ("rankscope.probe.analyze", "analyze"),

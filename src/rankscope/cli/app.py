@@ -715,3 +715,12 @@ def _register_analyze() -> None:
 
 
 _register_analyze()
+
+
+def _register_compress() -> None:
+    from rankscope.cli.compress import compress_command
+
+    app.command("compress")(compress_command)
+
+
+_register_compress()

@@ -25,6 +25,7 @@ _MODULES: tuple[str, ...] = (
     "rankscope.experiments.tensor_graph.tensor_factorization",
     "rankscope.experiments.tensor_graph.htf_locality",
     "rankscope.experiments.tensor_graph.gnn_walk_index",
+    "rankscope.experiments.compression.low_rank_compression",
 )
 
 _cache: dict[str, Experiment] | None = None
