@@ -30,6 +30,7 @@ from rankscope.train.group_rmsprop import GroupRMSprop
 from rankscope.train.loop import OPTIMIZERS, TrainResult, TrainState, named_weights, train
 from rankscope.train.losses import SupervisedLoss, cross_entropy, half_sse, mse
 from rankscope.train.schedule import log_steps
+from rankscope.train.stationarity import gradient_norm
 
 __all__ = [
     "OPTIMIZERS",
@@ -52,6 +53,7 @@ __all__ = [
     "cross_entropy",
     "ensemble_speedup",
     "gradient_flow",
+    "gradient_norm",
     "half_sse",
     "log_steps",
     "mse",
