@@ -160,7 +160,8 @@ def prune_layer(
     (max_x |σ(z_i)| ≤ ``dead_tol``; None keeps them) are dropped first: they feed nothing
     forward, so this changes K_ℓ (and lowers the cost) but not the function. The rest get
     Carathéodory coefficients a_i (:func:`caratheodory_reduce`, ``rtol``), rows i of
-    (W_ℓ, b_ℓ) are scaled by √a_i and those with a_i = 0 dropped, and (W_{ℓ+1}, b_{ℓ+1}) are re-solved at minimum norm
+    (W_ℓ, b_ℓ) are scaled by √a_i and those with a_i = 0 dropped, and (W_{ℓ+1}, b_{ℓ+1}) are
+    re-solved at minimum norm
     (pseudo-inverse with relative cutoff ``rcond``). float64 throughout.
     """
     act = _activation(activation)
