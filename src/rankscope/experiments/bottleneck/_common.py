@@ -32,9 +32,7 @@ def mse_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((out - y) ** 2).sum() / out.shape[0]
 
 
-def random_relu_net(
-    dims: list[int], generator: torch.Generator, *, bias_std: float = 0.5
-) -> MLP:
+def random_relu_net(dims: list[int], generator: torch.Generator, *, bias_std: float = 0.5) -> MLP:
     """A fixed random ReLU teacher (He weights, N(0, bias_std²) biases), float64, frozen."""
     net = MLP(dims, "relu", True, generator=generator, dtype=torch.float64)
     with torch.no_grad():
