@@ -201,7 +201,8 @@ class LeakyResNet(nn.Module):
         rho = check_steps(torch.as_tensor(rho, dtype=torch.float64), self.leak)
         if rho.numel() != self.depth:
             raise ValueError(f"got {rho.numel()} steps for depth {self.depth}")
-        self.rho.copy_(rho.to(self.rho.dtype))
+        # a new tensor, not an in-place copy: a graph built with the old ρ stays valid
+        self.rho = rho.to(dtype=self.rho.dtype, device=self.rho.device)
 
     @property
     def p(self) -> torch.Tensor:
