@@ -25,6 +25,10 @@ _MODULES: tuple[str, ...] = (
     "rankscope.experiments.tensor_graph.tensor_factorization",
     "rankscope.experiments.tensor_graph.htf_locality",
     "rankscope.experiments.tensor_graph.gnn_walk_index",
+    "rankscope.experiments.bottleneck.depth_rank",
+    "rankscope.experiments.bottleneck.bottleneck_structure",
+    "rankscope.experiments.bottleneck.feature_sparsity",
+    "rankscope.experiments.bottleneck.leaky_resnet",
 )
 
 _cache: dict[str, Experiment] | None = None

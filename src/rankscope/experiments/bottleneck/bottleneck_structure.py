@@ -72,9 +72,9 @@ class LinearConfig:
     depth: int = 8
     dim: int = 5
     singular: tuple[float, ...] = (2.0, 1.0, 0.5)
-    lam: float = 1e-6
+    lam: float = 1e-4
     init_std: float = 0.3
-    lbfgs_steps: int = 100
+    lbfgs_steps: int = 50
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ PRESETS = {
         students=StudentConfig(
             width=64, n_train=1000, n_test=1000, lam=1e-4, adam_steps=5000, lbfgs_steps=200
         ),
-        linear=LinearConfig(lbfgs_steps=300),
+        linear=LinearConfig(lbfgs_steps=200),
     ),
 }
 

@@ -47,11 +47,11 @@ class MainConfig:
     n_points: int = 12
     d_in: int = 5
     d_out: int = 3
-    width: int = 100
+    width: int = 60
     lam: float = 1e-3
-    adam_steps: int = 2000
+    adam_steps: int = 1500
     adam_lr: float = 3e-3
-    lbfgs_steps: int = 150
+    lbfgs_steps: int = 60
     grad_tol: float = 1e-9
     rcond: float = 1e-10
     prune_rtol: float = 1e-10
@@ -64,8 +64,8 @@ class SweepConfig:
     n_points: tuple[int, ...] = (6, 12)
     widths: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     inits: int = 2
-    adam_steps: int = 800
-    lbfgs_steps: int = 40
+    adam_steps: int = 400
+    lbfgs_steps: int = 20
     plateau: float = 0.01
 
 
@@ -122,6 +122,7 @@ class Summary:
     activation_form: float
     form_rel_error: float
     min_norm_deviation: float  # max_ℓ ‖W̃_ℓ − Z_ℓσ̃(Z_{ℓ−1})⁺‖/‖W̃_ℓ‖
+    kink_fraction: float  # hidden pre-activations with |z| < 1e-6·max|z| (ReLU kinks)
     prunes: list[LayerPrune]
     pruned_objective: float
     pruned_rel_change: float
@@ -218,6 +219,8 @@ def run(config: Config, ctx: RunContext) -> Result:
             w_min = min_norm_weights(z, prev, activation=act, rcond=m.rcond)
             devs.append(float((w_full - w_min).norm() / w_full.norm()))
             prev, act = z, True
+        hidden = torch.cat([z.flatten() for z in zs[:-1]])
+        kinks = float((hidden.abs() < 1e-6 * hidden.abs().max()).double().mean())
     obj = rep.objective
     pruned, prunes = _prune_all(net, x, m.prune_rtol, m.rcond)
     p_obj = _objective(pruned, loss, m.lam)
@@ -264,6 +267,7 @@ def run(config: Config, ctx: RunContext) -> Result:
         activation_form=form,
         form_rel_error=abs(form - obj) / abs(obj),
         min_norm_deviation=max(devs),
+        kink_fraction=kinks,
         prunes=prunes,
         pruned_objective=p_obj,
         pruned_rel_change=abs(p_obj - obj) / abs(obj),
@@ -295,6 +299,7 @@ def _form(r: Result) -> Check:
         form_rel_error=s.form_rel_error,
         min_norm_deviation=s.min_norm_deviation,
         grad_norm=s.grad_norm,
+        kink_fraction=s.kink_fraction,
         objective=s.objective,
         activation_form=s.activation_form,
     )

@@ -34,6 +34,7 @@ from rankscope.metrics import (
     negative_mass,
 )
 from rankscope.models import LeakyResNet, adaptive_steps
+from rankscope.models.leaky_resnet import LAMBDA_CONVENTIONS
 
 __all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "Summary", "run"]
 
@@ -42,10 +43,10 @@ PAPER = "arXiv:2405.17573"
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    dim: int = 20
+    dim: int = 10
     k: int = 3
-    hidden: int = 30
-    n_train: int = 200
+    hidden: int = 16
+    n_train: int = 300
     n_test: int = 200
 
 
@@ -53,19 +54,32 @@ class TeacherConfig:
 class NetConfig:
     """Width, depth L, the L̃ sweep; λ read under ``lambda_convention``; γ0 of the stable COI."""
 
-    width: int = 40
-    depth: int = 12
+    width: int = 30
+    depth: int = 10
     leaks: tuple[float, ...] = (2.0, 4.0, 7.0)
-    lam: float = 1e-3
+    lam: float = 1e-2
     lambda_convention: str = "lambda_over_Ltilde"
     input_map: str = "learned"
     output_map: str = "learned"
     regularize_maps: bool = False
-    adam_steps: int = 600
+    adam_steps: int = 800
     adam_lr: float = 1e-3
-    lbfgs_steps: int = 20
+    lbfgs_steps: int = 30
     gamma0: float = 1e-3
     tau: float = 0.1
+
+    def __post_init__(self) -> None:
+        bad = [leak for leak in self.leaks if leak / self.depth >= 1]
+        if bad:
+            raise ValueError(
+                f"equidistant steps ρ = 1/L = 1/{self.depth} give ρ·L̃ >= 1 for L̃ = {bad} "
+                f"(ρ_ℓ·L̃ must be < 1: it flips the sign of the leak); use depth > {max(bad):g}"
+            )
+        if self.lambda_convention not in LAMBDA_CONVENTIONS:
+            raise ValueError(
+                f"unknown lambda_convention {self.lambda_convention!r}; expected one of "
+                f"{LAMBDA_CONVENTIONS}"
+            )
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,10 @@ class StepsConfig:
     every: int = 50
     mix: float = 0.5
     p_cut: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mix <= 1 or self.every < 1:
+            raise ValueError(f"need 0 < mix <= 1 and every >= 1, got {self.mix}, {self.every}")
 
 
 @dataclass(frozen=True)
@@ -94,9 +112,14 @@ PRESETS = {
     ),
     "default": Config(),
     "paper": Config(
-        teacher=TeacherConfig(dim=30, n_train=1000, n_test=1000),
+        teacher=TeacherConfig(dim=30, hidden=30, n_train=1000, n_test=1000),
         net=NetConfig(
-            width=100, depth=20, leaks=(1.0, 2.0, 4.0, 7.0), adam_steps=3000, lbfgs_steps=200
+            width=100,
+            depth=20,
+            leaks=(1.0, 2.0, 4.0, 7.0),
+            lam=1e-3,
+            adam_steps=3000,
+            lbfgs_steps=200,
         ),
     ),
 }
