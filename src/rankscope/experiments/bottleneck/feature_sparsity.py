@@ -305,17 +305,32 @@ def _form(r: Result) -> Check:
     )
 
 
+def pruned_cases(s: Summary) -> list[tuple[int, int, int]]:
+    """(N, width before, width after) of every pruned net: the main one per hidden layer and
+    the widest sweep net per N."""
+    cases = [(s.n_points, p.width_before, p.width_after) for p in s.prunes]
+    for n, widths in s.sweep_pruned.items():
+        before = max(p.width for p in s.sweep if p.n_points == int(n))
+        cases += [(int(n), before, w) for w in widths]
+    return cases
+
+
 def _bound(r: Result) -> Check:
     s = r.summary
-    cap = s.n_points * (s.n_points + 1)
-    widths = [p.width_after for p in s.prunes]
-    ok = all(w <= cap for w in widths)
+    cases = pruned_cases(s)
+    tested = [(n, b, a) for n, b, a in cases if b > n * (n + 1)]  # else the bound is trivial
+    shown = ", ".join(f"N = {n}: {b} → {a} (≤ {n * (n + 1)})" for n, b, a in tested)
+    if not tested:
+        return inconclusive(
+            "every pruned net was already at most N(N+1) wide: the bound holds trivially",
+            headline="no pruned net wider than N(N+1): nothing to test",
+            cases=cases,
+        )
+    ok = all(a <= n * (n + 1) for n, _, a in tested)
     return check(
         ok,
-        headline=f"pruned widths {widths} from {s.width} vs N(N+1) = {cap} → "
-        + ("pass" if ok else "fail"),
-        pruned_widths=widths,
-        bound=cap,
+        headline=f"pruned widths {shown} → " + ("pass" if ok else "fail"),
+        cases=cases,
         dead={p.layer: p.n_dead for p in s.prunes},
     )
 
@@ -339,18 +354,14 @@ def _unchanged(r: Result) -> Check:
 
 
 def _sparse(r: Result) -> Check:
-    s = r.summary
-    widths = [p.width_after for p in s.prunes]
-    cap = 2 * s.n_points
-    ok = max(widths) <= cap
-    return check(
-        ok,
-        headline=f"pruned widths {widths} at N = {s.n_points} vs 2N = {cap} (N² = "
-        f"{s.n_points**2}) → " + ("pass" if ok else "fail"),
-        pruned_widths=widths,
-        two_n=cap,
-        sweep_pruned=s.sweep_pruned,
-    )
+    cases = [(n, b, a) for n, b, a in pruned_cases(r.summary) if b > 2 * n]
+    if not cases:
+        return inconclusive(
+            "no pruned net was wider than 2N", headline="no net wider than 2N: nothing to test"
+        )
+    ok = all(a <= 2 * n for n, _, a in cases)
+    shown = ", ".join(f"N = {n}: {b} → {a} (2N = {2 * n}, N² = {n * n})" for n, b, a in cases)
+    return check(ok, headline=f"pruned widths {shown} → " + ("pass" if ok else "fail"), cases=cases)
 
 
 def saturation_width(points: list[SweepPoint], plateau: float) -> int | None:
@@ -389,7 +400,7 @@ def _invert_form(s: Summary) -> Summary:
 def _invert_bound(s: Summary) -> Summary:
     big = s.n_points * (s.n_points + 1) + 1
     return dataclasses.replace(
-        s, prunes=[dataclasses.replace(p, width_after=big) for p in s.prunes]
+        s, prunes=[dataclasses.replace(p, width_before=big + 1, width_after=big) for p in s.prunes]
     )
 
 
@@ -398,8 +409,9 @@ def _invert_unchanged(s: Summary) -> Summary:
 
 
 def _invert_sparse(s: Summary) -> Summary:
+    n2 = s.n_points**2
     return dataclasses.replace(
-        s, prunes=[dataclasses.replace(p, width_after=s.n_points**2) for p in s.prunes]
+        s, prunes=[dataclasses.replace(p, width_before=n2 + 1, width_after=n2) for p in s.prunes]
     )
 
 

@@ -13,9 +13,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from rankscope.experiments.base import Result
+from rankscope.experiments.bottleneck.feature_sparsity import pruned_cases
 from rankscope.report.figures.base import FigureSpec, new_figure
 
 __all__ = ["FIGURES"]
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _sv_heatmaps(res: Result, depths: Sequence[int], layer_of, title: str, rel_line: float):
@@ -44,6 +52,7 @@ def _sv_heatmaps(res: Result, depths: Sequence[int], layer_of, title: str, rel_l
         ax.set_title(f"L = {depth}")
         ax.set_xlabel("singular value index i")
         ax.set_ylabel("layer ℓ")
+        _integer_ticks(ax)
     if im is not None:
         bar = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9)
         bar.set_label("log10 s_i / s_1")
@@ -146,7 +155,7 @@ def _bs_tail(results: Sequence[Result]):
     t0 = results[0].summary.depths[0].mean_tail
     axes[0].loglog(ls, t0 * (ls / ls[0]) ** -0.5, "k--", lw=1, label="slope −0.5 (criterion)")
     axes[0].set_xlabel("depth L")
-    axes[0].set_ylabel("mean middle-layer Σ_{i>2} s_i²")
+    axes[0].set_ylabel("mean middle-layer Σ_(i>2) s_i²")
     axes[0].legend(fontsize=7)
     axes[1].axhspan(1.5, 2.7, color="C2", alpha=0.15, label="band [1.5, 2.7]")
     axes[1].axhline(2.0, color="C2", lw=1)
@@ -188,7 +197,7 @@ def _lr_hamiltonian(results: Sequence[Result]):
 
 def _lr_coi(results: Sequence[Result]):
     res = results[0]
-    fig, ax = new_figure(width=5.5)
+    fig, ax = new_figure(width=7.0)
     for i, r in enumerate(res.summary.runs):
         ax.plot(
             r.p,
@@ -230,6 +239,7 @@ def _lr_spectra(results: Sequence[Result]):
         ax.set_title(f"L̃ = {r.leak:g}: {r.k_star_count:.0%} middle layers with k*")
         ax.set_xlabel("index i")
         ax.set_ylabel("layer ℓ")
+        _integer_ticks(ax)
     if im is not None:
         bar = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.9)
         bar.set_label("log10 s_i / s_max")
@@ -273,16 +283,24 @@ def _fs_pruned(results: Sequence[Result]):
     fig, axes = new_figure(1, 2, width=4.5)
     ns_all = []
     for i, res in enumerate(results):
-        s = res.summary
-        pts = [(int(n), w) for n, ws in s.sweep_pruned.items() for w in ws]
-        pts += [(s.n_points, p.width_after) for p in s.prunes]
-        ns_all += [n for n, _ in pts]
+        cases = pruned_cases(res.summary)
+        ns_all += [n for n, _, _ in cases]
+        forced = [(n, a) for n, b, a in cases if b > n * (n + 1)]
+        free = [(n, a) for n, b, a in cases if b <= n * (n + 1)]
         axes[0].scatter(
-            [n + 0.15 * i for n, _ in pts],
-            [w for _, w in pts],
+            [n + 0.15 * i for n, _ in forced],
+            [a for _, a in forced],
             color=f"C{i}",
-            s=18,
-            label=f"seed {res.seed}",
+            s=20,
+            label=f"seed {res.seed}: pruned from > N(N+1)",
+        )
+        axes[0].scatter(
+            [n + 0.15 * i for n, _ in free],
+            [a for _, a in free],
+            s=20,
+            facecolors="none",
+            edgecolors=f"C{i}",
+            label=f"seed {res.seed}: started <= N(N+1)",
         )
     grid = np.linspace(min(ns_all) - 1, max(ns_all) + 1, 50)
     axes[0].plot(grid, grid * (grid + 1), "k-", lw=1, label="N(N+1)")
