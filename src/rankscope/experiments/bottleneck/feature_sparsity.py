@@ -315,11 +315,22 @@ def pruned_cases(s: Summary) -> list[tuple[int, int, int]]:
     return cases
 
 
+def _by_n(cases: list[tuple[int, int, int]], ref) -> str:
+    """'N = 6: 64 → 40–42 (ref)' per N: the widths before and the range after pruning."""
+    parts = []
+    for n in sorted({c[0] for c in cases}):
+        before = sorted({b for m, b, _ in cases if m == n})
+        after = [a for m, _, a in cases if m == n]
+        span = f"{min(after)}–{max(after)}" if min(after) != max(after) else f"{after[0]}"
+        parts.append(f"N = {n}: {'/'.join(map(str, before))} → {span} ({ref(n)})")
+    return "; ".join(parts)
+
+
 def _bound(r: Result) -> Check:
     s = r.summary
     cases = pruned_cases(s)
     tested = [(n, b, a) for n, b, a in cases if b > n * (n + 1)]  # else the bound is trivial
-    shown = ", ".join(f"N = {n}: {b} → {a} (≤ {n * (n + 1)})" for n, b, a in tested)
+    shown = _by_n(tested, lambda n: f"N(N+1) = {n * (n + 1)}")
     if not tested:
         return inconclusive(
             "every pruned net was already at most N(N+1) wide: the bound holds trivially",
@@ -338,13 +349,15 @@ def _bound(r: Result) -> Check:
 def _unchanged(r: Result) -> Check:
     s = r.summary
     ok = s.pruned_rel_change < PRUNE_TOL and s.pruned_grad_norm < CRIT_TOL
+    vs_form = abs(s.pruned_objective - s.activation_form) / abs(s.activation_form)
     return check(
         ok,
         headline=(
-            f"after pruning: J changes by {s.pruned_rel_change:.1e} (< {PRUNE_TOL:g}), "
-            f"‖∇J‖ {s.pruned_grad_norm:.1e} (< {CRIT_TOL:g}; before {s.grad_norm:.1e}) → "
-            + ("pass" if ok else "fail")
+            f"after pruning: J changes by {s.pruned_rel_change:.1e} (< {PRUNE_TOL:g}; pruned J "
+            f"= activation form to {vs_form:.0e}), ‖∇J‖ {s.pruned_grad_norm:.1e} "
+            f"(< {CRIT_TOL:g}; before {s.grad_norm:.1e}) → " + ("pass" if ok else "fail")
         ),
+        pruned_vs_activation_form=vs_form,
         rel_change=s.pruned_rel_change,
         pruned_grad_norm=s.pruned_grad_norm,
         grad_norm_before=s.grad_norm,
@@ -360,7 +373,7 @@ def _sparse(r: Result) -> Check:
             "no pruned net was wider than 2N", headline="no net wider than 2N: nothing to test"
         )
     ok = all(a <= 2 * n for n, _, a in cases)
-    shown = ", ".join(f"N = {n}: {b} → {a} (2N = {2 * n}, N² = {n * n})" for n, b, a in cases)
+    shown = _by_n(cases, lambda n: f"2N = {2 * n}, N² = {n * n}")
     return check(ok, headline=f"pruned widths {shown} → " + ("pass" if ok else "fail"), cases=cases)
 
 
