@@ -153,7 +153,8 @@ def _loss(x, y):
 def _from_layers(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> MLP:
     """An MLP holding the given (W_ℓ, b_ℓ) (float64)."""
     dims = [layers[0][0].shape[1]] + [w.shape[0] for w, _ in layers]
-    net = MLP(dims, "relu", True, generator=None, dtype=torch.float64)
+    # the init is overwritten at once; a fixed generator keeps the global RNG untouched
+    net = MLP(dims, "relu", True, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():
         for l, (w, b) in enumerate(layers):
             net.weights[l].copy_(w)
