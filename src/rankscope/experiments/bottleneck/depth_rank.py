@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from rankscope.experiments.base import Check, Claim, Experiment, Result, RunContext, check
@@ -291,9 +292,22 @@ SLOPE_BAND = (1.6, 2.6)
 RATIO_DEEP, RATIO_CONTROL = 0.5, 0.8
 
 
+def _three_term(depths: list[float], sq: list[float]) -> float:
+    """a of the least-squares fit ‖θ‖² ≈ a·L + b + c/L (the expansion with its R⁽²⁾/L term);
+    NaN with fewer than 4 depths."""
+    if len(depths) < 4:
+        return float("nan")
+    ls = np.asarray(depths, dtype=float)
+    x = np.stack([ls, np.ones_like(ls), 1 / ls], 1)
+    return float(np.linalg.lstsq(x, np.asarray(sq, dtype=float), rcond=None)[0][0])
+
+
 def _slope(r: Result) -> Check:
     s = r.summary
     lo, hi = SLOPE_BAND
+    depths, sq = [f.depth for f in s.fits], [f.sq_norm for f in s.fits]
+    deep = [(d, v) for d, v in zip(depths, sq, strict=True) if d >= 5]
+    later = fit_line(*zip(*deep, strict=True)).slope if len(deep) >= 2 else float("nan")
     ok = lo <= s.slope <= hi
     worst = max(f.grad_norm for f in s.fits)
     return check(
@@ -309,6 +323,8 @@ def _slope(r: Result) -> Check:
         r2=s.r2,
         sq_norms={f.depth: f.sq_norm for f in s.fits},
         grad_norms={f.depth: f.grad_norm for f in s.fits},
+        diagnostic_three_term_slope=_three_term(depths, sq),
+        diagnostic_slope_depth_ge_5=later,
     )
 
 
