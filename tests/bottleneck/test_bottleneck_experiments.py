@@ -24,7 +24,8 @@ def test_leaky_config_with_rho_times_leak_at_least_one_is_refused():
 def test_non_finite_loss_is_recorded_as_diverged(tmp_path):
     exp = get_experiment("depth-rank")
     store = Store(tmp_path / "store")
-    ids = run_experiment(exp, preset="smoke", seeds=1, store=store, overrides=["slope.adam_lr=1e200"])
+    overrides = ["slope.adam_lr=1e200"]
+    ids = run_experiment(exp, preset="smoke", seeds=1, store=store, overrides=overrides)
     run = store.load_run(ids[0])
     assert run.status == "diverged"
 
