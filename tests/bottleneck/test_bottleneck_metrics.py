@@ -19,6 +19,7 @@ from rankscope.metrics import (
     middle_layers,
     min_norm_cost,
     min_norm_weights,
+    near_unit_count,
     nearest_distance,
     negative_mass,
     tail_energy,
@@ -120,6 +121,8 @@ def test_rank_proxies():
     assert weight_count_rank(spectra) == 2.0
     with pytest.raises(ValueError, match="tau"):
         count_above(s, tau=1.5)
+    sv = torch.tensor([[1.2, 0.9, 0.2], [3.0, 1.0, 0.6]])
+    assert near_unit_count(sv, 0.3).tolist() == [2, 1]
 
 
 def test_jacobian_log_pdet_linear_map():

@@ -11,7 +11,7 @@ sample, i.e. Aᵀ of the column formulas. σ̃(A) is the ReLU of A with a column
   form of the L2 loss, C(Z_L) + λΣ_ℓ Tr[Z_ℓ (K^σ_{ℓ−1})⁺ Z_ℓᵀ] (2205.15809), with the
   pseudo-inverse cutoff an explicit relative ``rcond`` (default 1e-10, float64).
 - :func:`middle_layers`, :func:`count_above`, :func:`weight_count_rank`, :func:`tail_energy`:
-  bottleneck-rank proxies (§11).
+  bottleneck-rank proxies (§11); :func:`near_unit_count` (singular values near 1).
 - :func:`jacobian_log_pdet`: log|Jf(x)|_+ per input (§8, §10), for the R⁽¹⁾ bound.
 - :func:`fit_line`: least-squares slope of ‖θ‖² against L with standard errors (§11 (c)).
 - :func:`nearest_distance`, :func:`negative_mass`: denoising distances and non-negativity.
@@ -44,6 +44,7 @@ __all__ = [
     "middle_layers",
     "min_norm_cost",
     "min_norm_weights",
+    "near_unit_count",
     "nearest_distance",
     "negative_mass",
     "tail_energy",
@@ -238,6 +239,21 @@ def weight_count_rank(spectra: Sequence[torch.Tensor], tau: float = 0.1, **middl
     layers = middle_layers(len(spectra), **middle)
     counts = [float(count_above(spectra[l - 1], tau)) for l in layers]
     return float(np.median(counts))
+
+
+def near_unit_count(s: torch.Tensor, tol: float = 0.5) -> torch.Tensor:
+    """#{i : |s_i − 1| <= tol} per spectrum: the singular values "close to 1" of the
+    bottleneck theorem (2305.19008: R⁽⁰⁾ values near 1, the rest O(L^{−1/2}) at balance).
+
+    >>> int(near_unit_count(torch.tensor([1.1, 0.8, 0.05])))
+    2
+    """
+    s = torch.as_tensor(s)
+    if s.ndim < 1:
+        raise ValueError(f"spectrum must have shape (..., k), got {tuple(s.shape)}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    return ((s - 1).abs() <= tol).sum(-1)
 
 
 def tail_energy(s: torch.Tensor, k: int) -> torch.Tensor:
