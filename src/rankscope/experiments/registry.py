@@ -26,6 +26,10 @@ _MODULES: tuple[str, ...] = (
     "rankscope.experiments.tensor_graph.htf_locality",
     "rankscope.experiments.tensor_graph.gnn_walk_index",
     "rankscope.experiments.compression.low_rank_compression",
+    "rankscope.experiments.bottleneck.depth_rank",
+    "rankscope.experiments.bottleneck.bottleneck_structure",
+    "rankscope.experiments.bottleneck.feature_sparsity",
+    "rankscope.experiments.bottleneck.leaky_resnet",
 )
 
 _cache: dict[str, Experiment] | None = None

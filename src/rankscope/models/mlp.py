@@ -15,7 +15,14 @@ from torch import nn
 
 from rankscope.models.linear import check_dims
 
-__all__ = ["ACTIVATIONS", "MLP", "activation_fn", "init_mlp_weights", "init_std"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "activation_fn",
+    "init_mlp_weights",
+    "init_std",
+    "l2_params_for",
+]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -73,6 +80,14 @@ def init_mlp_weights(
     return out
 
 
+def l2_params_for(count_bias_in_norm: bool) -> str:
+    """The ``l2_params`` of :func:`rankscope.train.train` for a bias convention (definitions
+    §9): ``"all"`` when biases count in ‖θ‖², ``"weights"`` when they do not."""
+    if not isinstance(count_bias_in_norm, bool):
+        raise TypeError(f"count_bias_in_norm must be a bool, got {count_bias_in_norm!r}")
+    return "all" if count_bias_in_norm else "weights"
+
+
 class MLP(nn.Module):
     """f(x) = W_L σ(⋯σ(W_1 x + b_1)⋯) + b_L, dims = [n_0, …, n_L].
 
@@ -112,6 +127,27 @@ class MLP(nn.Module):
     @property
     def depth(self) -> int:
         return len(self.weights)
+
+    def squared_norm(self, count_bias_in_norm: bool = True) -> torch.Tensor:
+        """‖θ‖² = Σ_ℓ ‖W_ℓ‖_F² (+ Σ_ℓ ‖b_ℓ‖² when ``count_bias_in_norm``), differentiable.
+
+        The explicit L2 penalty λ‖θ‖² of the bottleneck papers; train it with
+        ``train(..., l2=λ, l2_params=l2_params_for(count_bias_in_norm))``.
+        """
+        total = sum((w * w).sum() for w in self.weights)
+        if count_bias_in_norm and self.biases is not None:
+            total = total + sum((b * b).sum() for b in self.biases)
+        return total
+
+    def layer_norms(self, count_bias_in_norm: bool = True) -> list[float]:
+        """‖W_ℓ‖_F² (+ ‖b_ℓ‖²) per layer ℓ = 1..L, as floats."""
+        out = []
+        for l, w in enumerate(self.weights):
+            v = float((w.detach() ** 2).sum())
+            if count_bias_in_norm and self.biases is not None:
+                v += float((self.biases[l].detach() ** 2).sum())
+            out.append(v)
+        return out
 
     def _layer(self, h: torch.Tensor, l: int) -> torch.Tensor:
         # rows h (N, n_{l−1}) -> (N, n_l); a stacked ensemble (models.ensembles) runs the same

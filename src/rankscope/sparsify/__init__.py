@@ -1,4 +1,7 @@
-"""Graph sparsification by edge removal: Walk Index Sparsification and baselines.
+"""Sparsification: Walk Index Sparsification of graphs (edges) and Carathéodory pruning of
+neurons (:mod:`rankscope.sparsify.caratheodory`).
+
+Graphs:
 
 Works on any undirected edge list (E, 2) over ``num_nodes`` vertices (canonicalized by
 :func:`rankscope.metrics.graph.as_edge_array`: duplicates merged, self-loops ignored,
@@ -11,6 +14,14 @@ from rankscope.sparsify.baselines import (
     random_removal_order,
     spectral_removal_order,
 )
+from rankscope.sparsify.caratheodory import (
+    HOMOGENEOUS_ACTIVATIONS,
+    CaratheodoryResult,
+    PrunedLayer,
+    caratheodory_reduce,
+    cone_generators,
+    prune_layer,
+)
 from rankscope.sparsify.wis import (
     one_wis_removal_order,
     wis_removal_order,
@@ -18,10 +29,16 @@ from rankscope.sparsify.wis import (
 )
 
 __all__ = [
+    "HOMOGENEOUS_ACTIVATIONS",
     "METHODS",
+    "CaratheodoryResult",
+    "PrunedLayer",
     "Sparsified",
+    "caratheodory_reduce",
+    "cone_generators",
     "effective_resistances",
     "one_wis_removal_order",
+    "prune_layer",
     "random_removal_order",
     "removal_order",
     "sparsify_edges",

@@ -31,6 +31,7 @@ from rankscope.train.loop import OPTIMIZERS, train
 from rankscope.train.losses import SupervisedLoss, cross_entropy, half_sse, mse
 from rankscope.train.schedule import log_steps
 from rankscope.train.state import TrainResult, TrainState, named_weights
+from rankscope.train.stationarity import gradient_norm
 
 __all__ = [
     "OPTIMIZERS",
@@ -53,6 +54,7 @@ __all__ = [
     "cross_entropy",
     "ensemble_speedup",
     "gradient_flow",
+    "gradient_norm",
     "half_sse",
     "log_steps",
     "mse",

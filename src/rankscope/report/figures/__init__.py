@@ -18,6 +18,7 @@ _MODULES: tuple[str, ...] = (
     "rankscope.report.figures.collapse",
     "rankscope.report.figures.tensor_graph",
     "rankscope.report.figures.compression",
+    "rankscope.report.figures.bottleneck",
 )
 
 
