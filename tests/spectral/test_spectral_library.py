@@ -1,7 +1,8 @@
-"""Circular CNNs, layer-wise NTKs, Matérn GPs, AccNets, exponents: against independent references."""
+"""Circular CNNs, layer-wise NTKs, Matérn GPs, AccNets, exponents vs independent references."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -213,7 +214,7 @@ def test_layer_kernels_are_one_at_t_equal_one_and_sum_is_ntk_recursion():
 
 def _tiny_net(widths, seed):
     g = gen(seed)
-    return [torch.randn(b, a, generator=g, dtype=F64) for a, b in zip(widths[:-1], widths[1:])]
+    return [torch.randn(b, a, generator=g, dtype=F64) for a, b in itertools.pairwise(widths)]
 
 
 @pytest.mark.parametrize("param", ["ntk", "standard"])
@@ -245,7 +246,7 @@ def test_wide_net_grams_approach_the_analytic_kernels():
     x = torch.randn(n, 5, generator=g, dtype=F64)
     x = x / x.norm(dim=1, keepdim=True)
     dims = [5, width, width, 1]
-    ws = [torch.randn(b, a, generator=g, dtype=F64) for a, b in zip(dims[:-1], dims[1:])]
+    ws = [torch.randn(b, a, generator=g, dtype=F64) for a, b in itertools.pairwise(dims)]
     grams = layerwise_ntk_grams(ws, x)
     want = relu_ntk_layer_kernels(torch.clamp(x @ x.T, -1, 1).numpy(), depth)
     assert np.abs(grams.numpy() - want).max() < 0.15
