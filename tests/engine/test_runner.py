@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from rankscope.experiments.base import Claim, RunContext, check
-from rankscope.experiments.claims import evaluate_claim
+from rankscope.experiments.claims import ClaimError, evaluate_claim
 from rankscope.experiments.registry import get_experiment
 from rankscope.results import Result
 from rankscope.store import Store
@@ -123,10 +123,11 @@ def test_claim_aggregation(values, statuses, frac, verdict, passed):
     assert (out.verdict, out.seeds_passed, out.seeds_total) == (verdict, passed, 3)
 
 
-def test_crashing_claim_is_inconclusive_not_hidden():
+def test_crashing_claim_is_an_error_not_a_verdict():
+    # A claim reading a renamed/missing field is a bug: it raises, never turns "inconclusive".
     claim = Claim("C", "p", "s", "e", check=lambda r: r.summary["missing"])
-    out = evaluate_claim(claim, [_res()])
-    assert out.verdict == "inconclusive" and "KeyError" in out.note
+    with pytest.raises(ClaimError, match=r"claim 'C' raised KeyError"):
+        evaluate_claim(claim, [_res()])
 
 
 @pytest.mark.parametrize("seeds", [0, -1, [], [0, -2]])

@@ -131,7 +131,10 @@ def _print_json(obj: Any) -> None:
 def _claims_text(outcome) -> str:
     from rankscope.report.html import format_measured
 
-    lines = [f"{outcome.experiment} [{outcome.preset}]"]
+    lines = [
+        f"{outcome.experiment} [{outcome.preset}]: {outcome.reused} run(s) reused from the "
+        f"store, {outcome.computed} computed"
+    ]
     width = max((len(c.claim_id) for c in outcome.claims), default=4)
     for c in outcome.claims:
         tag = c.verdict.upper() + ("" if c.hard else " (trend)")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from rankscope.experiments.summary import summary_from_dict
 from rankscope.records import RecordLog
 from rankscope.results import Result
 from rankscope.train.errors import Diverged
@@ -63,26 +64,31 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of a claim on one result (or on all seeds): a verdict and the numbers."""
+    """The outcome of a claim on one result (or on all seeds): a verdict and the numbers.
+
+    ``headline`` is one line with the deciding numbers against the criterion (and, for a
+    fail or inconclusive, why); ``measured`` keeps the full numbers.
+    """
 
     verdict: Verdict
     measured: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    headline: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
 
-def check(condition: bool | None, note: str = "", **measured: Any) -> Check:
+def check(condition: bool | None, note: str = "", headline: str = "", **measured: Any) -> Check:
     """``pass`` if ``condition``, ``fail`` if not, ``inconclusive`` if ``None``."""
     if condition is None:
-        return Check("inconclusive", measured, note)
-    return Check("pass" if bool(condition) else "fail", measured, note)
+        return Check("inconclusive", measured, note, headline)
+    return Check("pass" if bool(condition) else "fail", measured, note, headline)
 
 
-def inconclusive(note: str, **measured: Any) -> Check:
-    return Check("inconclusive", measured, note)
+def inconclusive(note: str, headline: str = "", **measured: Any) -> Check:
+    return Check("inconclusive", measured, note, headline or note)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class Claim:
     ``min_fraction`` of the conclusive seeds pass. ``across_seeds``, when given, replaces the
     per-seed logic and sees all results at once (for statements about a population of seeds).
     ``hard=False`` marks an empirical trend: its verdict is shown but never fails ``reproduce``.
+    ``invert``, when given, maps a summary to a copy perturbed the wrong way, on which the
+    per-seed ``check`` must fail (the shared experiment tester applies it to a smoke run).
     """
 
     id: str
@@ -103,6 +111,7 @@ class Claim:
     min_fraction: float = 1.0
     across_seeds: Callable[[Sequence[Result]], Check] | None = None
     hard: bool = True
+    invert: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if (self.check is None) == (self.across_seeds is None):
@@ -121,6 +130,7 @@ class ClaimVerdict:
     seeds_total: int
     hard: bool = True
     note: str = ""
+    headline: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +144,7 @@ class ClaimVerdict:
             "seeds_total": self.seeds_total,
             "hard": self.hard,
             "note": self.note,
+            "headline": self.headline,
         }
 
 
@@ -158,6 +169,7 @@ class Experiment:
     seeds: dict[str, int] = field(default_factory=lambda: {"smoke": 1, "default": 3, "paper": 5})
     run_many: Callable[[Sequence[Any], Sequence[RunContext]], list[Result]] | None = None
     ensemble_key: Callable[[Any], Hashable] | None = None
+    summary_cls: type | None = None
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.config_cls):
@@ -165,6 +177,8 @@ class Experiment:
         missing = {"smoke", "default", "paper"} - set(self.presets)
         if missing:
             raise ValueError(f"{self.id}: presets missing {sorted(missing)}")
+        if self.summary_cls is not None and not dataclasses.is_dataclass(self.summary_cls):
+            raise TypeError(f"{self.id}: summary_cls must be a dataclass")
         ids = [c.id for c in self.claims]
         if len(ids) != len(set(ids)):
             raise ValueError(f"{self.id}: duplicate claim ids {ids}")
@@ -178,3 +192,16 @@ class Experiment:
 
     def default_seeds(self, preset: str) -> int:
         return int(self.seeds.get(preset, 1))
+
+    def typed(self, result: Result) -> Result:
+        """``result`` with its stored (JSON) summary rebuilt as ``summary_cls``, strictly.
+
+        Runs that did not finish keep an empty summary. A summary that does not match the
+        dataclass raises :class:`~rankscope.experiments.summary.SummaryError`.
+        """
+        if self.summary_cls is None or result.status != "ok":
+            return result
+        if isinstance(result.summary, self.summary_cls):
+            return result
+        summary = summary_from_dict(self.summary_cls, result.summary)
+        return dataclasses.replace(result, summary=summary)

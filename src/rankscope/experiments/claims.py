@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Sequence
 
 from rankscope.experiments.base import Check, Claim, ClaimVerdict, Experiment
 from rankscope.results import Result
 
-__all__ = ["evaluate_claim", "evaluate_claims"]
+__all__ = ["ClaimError", "evaluate_claim", "evaluate_claims"]
 
 
-def _safe(fn, arg) -> Check:
+class ClaimError(RuntimeError):
+    """A claim's check crashed or returned something other than a Check: a bug, not a verdict."""
+
+
+def _safe(claim: Claim, fn, arg) -> Check:
     try:
         out = fn(arg)
-    except Exception as exc:  # a claim that crashes is reported, not hidden
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return Check("inconclusive", {}, f"claim check raised {tb}")
+    except Exception as exc:  # a crashing check is a bug in the claim: never "inconclusive"
+        raise ClaimError(f"claim {claim.id!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(out, Check):
-        return Check("inconclusive", {}, f"claim check returned {type(out).__name__}, not Check")
+        raise ClaimError(f"claim {claim.id!r} returned {type(out).__name__}, not Check")
     return out
 
 
@@ -33,10 +35,11 @@ def evaluate_claim(claim: Claim, results: Sequence[Result]) -> ClaimVerdict:
     total = len(results)
     if claim.across_seeds is not None:
         if not usable:
-            return _verdict(claim, Check("inconclusive", {}, "no run finished"), 0, total)
-        c = _safe(claim.across_seeds, usable)
+            none = Check("inconclusive", {}, "no run finished", "no run finished")
+            return _verdict(claim, none, 0, total)
+        c = _safe(claim, claim.across_seeds, usable)
         return _verdict(claim, c, total if c.verdict == "pass" else 0, total)
-    checks = [_safe(claim.check, r) for r in usable]
+    checks = [_safe(claim, claim.check, r) for r in usable]
     passed = sum(c.verdict == "pass" for c in checks)
     failed = sum(c.verdict == "fail" for c in checks) + (total - len(usable))
     need = claim.min_fraction * total
@@ -51,7 +54,19 @@ def evaluate_claim(claim: Claim, results: Sequence[Result]) -> ClaimVerdict:
     bad = [r for r in results if r.status != "ok"]
     if bad:
         notes.append(f"{len(bad)} run(s) {', '.join(sorted({r.status for r in bad}))}")
-    return _verdict(claim, Check(verdict, measured, "; ".join(notes)), passed, total)
+    headline = _headline(verdict, checks, passed, total, notes)
+    return _verdict(claim, Check(verdict, measured, "; ".join(notes), headline), passed, total)
+
+
+def _headline(verdict: str, checks: Sequence[Check], passed: int, total: int, notes) -> str:
+    """One line: a representative seed's headline (a failing one when the claim fails)."""
+    if not checks:
+        return "; ".join(notes) or "no run finished"
+    pick = next((c for c in checks if c.verdict == verdict), checks[0])
+    line = pick.headline or pick.note
+    if total > 1:
+        line = f"{line}; {passed}/{total} seeds pass" if line else f"{passed}/{total} seeds pass"
+    return line
 
 
 def _merge_measured(checks: Sequence[Check], results: Sequence[Result]) -> dict:
@@ -78,8 +93,11 @@ def _verdict(claim: Claim, c: Check, passed: int, total: int) -> ClaimVerdict:
         seeds_total=total,
         hard=claim.hard,
         note=c.note,
+        headline=c.headline,
     )
 
 
 def evaluate_claims(exp: Experiment, results: Sequence[Result]) -> list[ClaimVerdict]:
-    return [evaluate_claim(c, results) for c in exp.claims]
+    """Every claim of ``exp`` over ``results``, their summaries rebuilt as ``exp.summary_cls``."""
+    typed = [exp.typed(r) for r in results]
+    return [evaluate_claim(c, typed) for c in exp.claims]

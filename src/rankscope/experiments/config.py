@@ -1,4 +1,8 @@
-"""Frozen-dataclass configs: type-checked ``key=value`` overrides, JSON round trips, hashing."""
+"""Frozen-dataclass configs: type-checked ``key=value`` overrides, JSON round trips, hashing.
+
+A sub-study is a nested frozen dataclass field; its fields are addressed with dotted keys
+(``--set gamma.widths=50,200``). :func:`config_keys` lists every settable dotted key.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["apply_overrides", "config_from_dict", "config_hash", "config_to_dict", "parse_value"]
+__all__ = [
+    "apply_overrides",
+    "config_from_dict",
+    "config_hash",
+    "config_keys",
+    "config_to_dict",
+    "parse_value",
+]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -23,6 +34,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def _jsonable(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return config_to_dict(v)
     if isinstance(v, tuple | list):
         return [_jsonable(x) for x in v]
     if isinstance(v, dict):
@@ -41,6 +54,17 @@ def parse_value(raw: Any, tp: Any, key: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return raw
+    if dataclasses.is_dataclass(tp):
+        if isinstance(raw, tp):
+            return raw
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError(f"{key}: expected a JSON object for {tp.__name__}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{key}: expected a mapping for {tp.__name__}, got {raw!r}")
+        return config_from_dict(tp, raw, prefix=f"{key}.")
     if origin in (typing.Union, types.UnionType):
         if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
             if type(None) in args:
@@ -114,14 +138,27 @@ def parse_value(raw: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"{key}: unsupported config field type {tp}")
 
 
-def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+def config_from_dict(cls: type, data: dict[str, Any], *, prefix: str = "") -> Any:
     types_ = _field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
         raise ValueError(
-            f"unknown config key(s) {unknown} for {cls.__name__}; valid: {sorted(types_)}"
+            f"unknown config key(s) {[prefix + k for k in unknown]} for {cls.__name__}; "
+            f"valid: {sorted(prefix + k for k in types_)}"
         )
-    return cls(**{k: parse_value(v, types_[k], k) for k, v in data.items()})
+    return cls(**{k: parse_value(v, types_[k], prefix + k) for k, v in data.items()})
+
+
+def config_keys(config_or_cls: Any, prefix: str = "") -> dict[str, Any]:
+    """Every settable key (dotted into nested configs) -> its type."""
+    cls = config_or_cls if isinstance(config_or_cls, type) else type(config_or_cls)
+    out: dict[str, Any] = {}
+    for name, tp in _field_types(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out.update(config_keys(tp, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = tp
+    return out
 
 
 def apply_overrides(config: Any, overrides: list[str] | dict[str, Any]) -> Any:
@@ -129,7 +166,7 @@ def apply_overrides(config: Any, overrides: list[str] | dict[str, Any]) -> Any:
 
     An unknown key or a value of the wrong type raises ``ValueError`` listing the valid keys.
     """
-    types_ = _field_types(type(config))
+    types_ = config_keys(config)
     if isinstance(overrides, dict):
         pairs = list(overrides.items())
     else:
@@ -148,7 +185,22 @@ def apply_overrides(config: Any, overrides: list[str] | dict[str, Any]) -> Any:
             hint = f" did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown config key {k!r};{hint} valid keys: {sorted(types_)}")
         changes[k] = parse_value(v, types_[k], k)
-    return dataclasses.replace(config, **changes)
+    return _replace_nested(config, changes)
+
+
+def _replace_nested(config: Any, changes: dict[str, Any]) -> Any:
+    """``dataclasses.replace`` with dotted keys reaching into nested configs."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for k, v in changes.items():
+        head, _, rest = k.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = v
+        else:
+            top[head] = v
+    for head, sub in nested.items():
+        top[head] = _replace_nested(getattr(config, head), sub)
+    return dataclasses.replace(config, **top)
 
 
 def config_hash(payload: dict[str, Any]) -> str:

@@ -99,7 +99,8 @@ def render_figures(exp_id: str, results: Sequence[Result], out_dir: Path) -> lis
     """Draw every registered figure of ``exp_id``; PNG and PDF into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
-    usable = [r for r in results if r.status == "ok"]
+    exp = all_experiments().get(exp_id)
+    usable = [exp.typed(r) if exp else r for r in results if r.status == "ok"]
     for spec in figures_for(exp_id):
         entry = {"name": spec.name, "title": spec.title, "caption": spec.caption}
         if not usable:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from rankscope.records import Records
-from rankscope.results import Result
+from rankscope.results import Result, summary_to_dict
 
 __all__ = ["DEFAULT_STORE", "RunInfo", "Store", "StoreError", "default_store_path"]
 
@@ -206,7 +206,7 @@ class Store:
         """
         if not result.run_id:
             raise ValueError("result has no run_id; the runner assigns it")
-        summary = _dumps(result.summary)
+        summary = _dumps(summary_to_dict(result.summary))
         config = _dumps(result.config)
         if result.run_id in self.finished([result.run_id]):
             return  # never overwrite a stored run (checked again under the write lock)

@@ -7,10 +7,8 @@ Workers only compute; the calling process alone writes the store, one transactio
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,6 +32,7 @@ from rankscope.experiments.config import (
 from rankscope.experiments.registry import get_experiment
 from rankscope.results import Result
 from rankscope.store import Store
+from rankscope.sweep.code_identity import closure_hash
 from rankscope.sweep.executors import InlineExecutor
 from rankscope.train.errors import Diverged
 
@@ -55,16 +54,17 @@ def _noop(kind: str, info: dict[str, Any]) -> None:
     return None
 
 
-@cache
-def _source_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
 def code_version(exp: Experiment) -> str:
-    """Package version plus a hash of the experiment module's source."""
-    mod = sys.modules.get(exp.run.__module__)
-    src = getattr(mod, "__file__", None)
-    return f"{rankscope.__version__}+{_source_hash(src) if src else 'nosrc'}"
+    """Package version plus a hash of the source of every module the experiment can import.
+
+    The modules are the static import closure (:mod:`rankscope.sweep.code_identity`) of the
+    modules defining the experiment's run, config, summary and claims.
+    """
+    fns = [exp.run, exp.config_cls, exp.summary_cls, exp.run_many, exp.ensemble_key]
+    fns += [c.check or c.across_seeds for c in exp.claims]
+    modules = sorted({f.__module__ for f in fns if f is not None and hasattr(f, "__module__")})
+    modules = [m for m in modules if m.split(".")[0] == "rankscope"]
+    return f"{rankscope.__version__}+{closure_hash(modules)}"
 
 
 @cache
@@ -108,11 +108,15 @@ class Job:
 def make_jobs(
     exp: Experiment, config: Any, seeds: Sequence[int], preset: str, device: str = "cpu"
 ) -> list[Job]:
+    """One job per seed; the run id covers experiment, resolved config, seed, device, dtype
+    and the code version (:func:`code_version`)."""
     cfg = config_to_dict(config)
     version = code_version(exp)
+    dtype = str(torch.get_default_dtype())
     jobs = []
     for seed in seeds:
-        rid = config_hash({"e": exp.id, "c": cfg, "s": int(seed), "v": version})[:16]
+        payload = {"e": exp.id, "c": cfg, "s": int(seed), "v": version, "d": device, "t": dtype}
+        rid = config_hash(payload)[:16]
         jobs.append(Job(exp.id, preset, cfg, int(seed), rid, device))
     return jobs
 
@@ -323,6 +327,8 @@ class Outcome:
     run_ids: list[str]
     report: str | None = None
     statuses: dict[str, str] = field(default_factory=dict)
+    reused: int = 0  # runs found in the store (same id: same experiment, config, seed, code)
+    computed: int = 0  # runs computed by this call
 
     @property
     def failed(self) -> bool:
@@ -335,6 +341,8 @@ class Outcome:
             "claims": [c.as_dict() for c in self.claims],
             "runs": [{"run_id": r, "status": self.statuses.get(r, "?")} for r in self.run_ids],
             "report": self.report,
+            "reused": self.reused,
+            "computed": self.computed,
         }
 
 
@@ -355,6 +363,7 @@ def reproduce_many(
     label = preset_label(preset, overrides)
     plan = [(exp, plan_jobs(exp, preset, seeds, overrides, device)) for exp in resolved]
     all_jobs = [j for _, jobs in plan for j in jobs]
+    before = store.finished(j.run_id for j in all_jobs)
     run_jobs(all_jobs, store, executor=executor, on_event=on_event)
     outcomes = []
     for exp, jobs in plan:
@@ -363,9 +372,16 @@ def reproduce_many(
         on_event("claims", {"experiment": exp.id})
         verdicts = evaluate_claims(exp, results)
         store.save_verdicts(exp.id, label, [v.as_dict() for v in verdicts], run_ids)
+        unique = set(run_ids)
         outcomes.append(
             Outcome(
-                exp.id, label, verdicts, run_ids, statuses={r.run_id: r.status for r in results}
+                exp.id,
+                label,
+                verdicts,
+                run_ids,
+                statuses={r.run_id: r.status for r in results},
+                reused=len(unique & before),
+                computed=len(unique - before),
             )
         )
     return outcomes
