@@ -13,6 +13,7 @@ from torch.testing import assert_close
 from rankscope.experiments.spectral.data import (
     compositional_data,
     matern_kernel,
+    matern_kernel_tabulated,
     rank_one_frequency_target,
     rms_distances,
     sample_gp,
@@ -276,6 +277,13 @@ def test_matern_matches_closed_forms_and_scikit_learn():
     for nu in (1.0, 3.7, 8.0):
         want = Matern(length_scale=math.sqrt(3), nu=nu)(x)  # RMS distance = ‖·‖/√3
         assert np.allclose(matern_kernel(rms_distances(x), nu), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("nu", [0.5, 1.0, 8.0])
+def test_tabulated_matern_is_within_1e9_of_direct(nu):
+    r = np.random.default_rng(4).uniform(0, 6, 20000)
+    r[:3] = (0.0, 1e-9, 6.0)
+    assert np.abs(matern_kernel_tabulated(r, nu) - matern_kernel(r, nu)).max() < 1e-9
 
 
 @pytest.mark.parametrize("nu", [0, -1.5, float("nan")])
