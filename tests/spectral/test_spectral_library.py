@@ -280,10 +280,10 @@ def test_matern_matches_closed_forms_and_scikit_learn():
 
 
 @pytest.mark.parametrize("nu", [0.5, 1.0, 8.0])
-def test_tabulated_matern_is_within_1e9_of_direct(nu):
-    r = np.random.default_rng(4).uniform(0, 6, 20000)
+def test_tabulated_matern_is_within_2e9_of_direct(nu):
+    r = np.random.default_rng(4).uniform(0, 6, (1 << 18) + 1)
     r[:3] = (0.0, 1e-9, 6.0)
-    assert np.abs(matern_kernel_tabulated(r, nu) - matern_kernel(r, nu)).max() < 1e-9
+    assert np.abs(matern_kernel_tabulated(r, nu) - matern_kernel(r, nu)).max() < 2e-9
 
 
 @pytest.mark.parametrize("nu", [0, -1.5, float("nan")])

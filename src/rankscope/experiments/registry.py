@@ -25,6 +25,9 @@ _MODULES: tuple[str, ...] = (
     "rankscope.experiments.tensor_graph.tensor_factorization",
     "rankscope.experiments.tensor_graph.htf_locality",
     "rankscope.experiments.tensor_graph.gnn_walk_index",
+    "rankscope.experiments.spectral.cnn_bottleneck",
+    "rankscope.experiments.spectral.layerwise_spectral_bias",
+    "rankscope.experiments.spectral.compositionality",
 )
 
 _cache: dict[str, Experiment] | None = None

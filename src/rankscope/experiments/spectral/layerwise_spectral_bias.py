@@ -11,6 +11,7 @@ k and the last layer's falls. Definitions §20; standard setting (open_questions
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -123,7 +124,7 @@ def _finite(cfg: FiniteStudy, ctx: RunContext) -> tuple[list, list]:
     x = sphere_points(cfg.n, cfg.d, g)
     e = sphere_points(1, cfg.d, g)[0]
     dims = [cfg.d] + [cfg.width] * (cfg.depth - 1) + [1]
-    ws = [torch.randn(b, a, generator=g, dtype=torch.float64) for a, b in zip(dims, dims[1:])]
+    ws = [torch.randn(b, a, generator=g, dtype=torch.float64) for a, b in itertools.pairwise(dims)]
     grams = layerwise_ntk_grams(ws, x)
     y = gegenbauer_targets(x, cfg.degrees, e)
     shares = layer_shares(grams, y)  # (L, K)

@@ -17,6 +17,7 @@ _MODULES: tuple[str, ...] = (
     "rankscope.report.figures.linear_b",
     "rankscope.report.figures.collapse",
     "rankscope.report.figures.tensor_graph",
+    "rankscope.report.figures.spectral",
 )
 
 
