@@ -36,7 +36,7 @@ from rankscope.metrics import (
     stacked_frequency_spectra,
 )
 from rankscope.models.accnet import AccNet, AccNetEnsemble
-from rankscope.models.circular_cnn import CircularCNN, circular_conv
+from rankscope.models.circular_cnn import CircularCNN, circular_conv, circular_operator
 
 F64 = torch.float64
 
@@ -76,20 +76,23 @@ def _dense_conv_2d(w: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # ---- circular CNNs ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("method", ["fft", "dense"])
 @pytest.mark.parametrize("k", [3, 7])
-def test_circular_conv_1d_is_the_dense_circulant_and_its_spectrum_the_union(k):
+def test_circular_conv_1d_is_the_dense_circulant_and_its_spectrum_the_union(k, method):
     w = torch.randn(3, 2, k, generator=gen(0), dtype=F64)
     x = torch.randn(4, 2, 7, generator=gen(1), dtype=F64)
     dense = torch.from_numpy(_dense_conv_1d(w.numpy(), 7))
-    assert_close(circular_conv(x, w).reshape(4, -1), x.reshape(4, -1) @ dense.T)
+    assert_close(circular_conv(x, w, method=method).reshape(4, -1), x.reshape(4, -1) @ dense.T)
     assert_close(conv_operator_singular_values(w, 7), singular_values(dense)[: 2 * 7])
 
 
-def test_circular_conv_2d_small_kernel_matches_dense_and_spectrum():
+@pytest.mark.parametrize("method", ["fft", "dense"])
+def test_circular_conv_2d_small_kernel_matches_dense_and_spectrum(method):
     w = torch.randn(2, 3, 3, 2, generator=gen(2), dtype=F64)
     x = torch.randn(2, 3, 4, 5, generator=gen(3), dtype=F64)
     dense = torch.from_numpy(_dense_conv_2d(w.numpy(), (4, 5)))
-    assert_close(circular_conv(x, w).reshape(2, -1), x.reshape(2, -1) @ dense.T)
+    assert_close(circular_conv(x, w, method=method).reshape(2, -1), x.reshape(2, -1) @ dense.T)
+    assert_close(circular_operator(w, (4, 5)), dense)
     assert_close(conv_operator_singular_values(w, (4, 5)), singular_values(dense))
 
 

@@ -1,4 +1,4 @@
-"""Circular CNNs (1-D and 2-D) computed in the Fourier domain (definitions §19).
+"""Circular CNNs (1-D and 2-D): exact circular convolutions (definitions §19).
 
 Layer ℓ is the circular *convolution* y[c, t] = Σ_{c′, u} W[c, c′, u]·x[c′, t − u mod d] (+ b_c):
 its kernel W (C_out, C_in, k) or (C_out, C_in, k_1, k_2) is zero-padded to the signal size, so
@@ -13,6 +13,7 @@ value and every frequency mass unchanged. Cross-correlation (torch's convs) conj
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from torch import nn
 
 from rankscope.models.mlp import activation_fn
 
-__all__ = ["CircularCNN", "circular_conv"]
+__all__ = ["CircularCNN", "circular_conv", "circular_operator"]
 
 
 def _spatial(size) -> tuple[int, ...]:
@@ -32,11 +33,51 @@ def _spatial(size) -> tuple[int, ...]:
     return sizes
 
 
-def circular_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+@functools.lru_cache(maxsize=64)
+def _shift_basis(sizes: tuple[int, ...], kernel: tuple[int, ...]) -> torch.Tensor:
+    """E (prod(kernel), D·D) in float64: E[u, t·D + s] = 1 iff t − s ≡ u (mod d) on every
+    axis (t, s flattened positions, u a kernel offset). W_flat @ E is the operator."""
+    grids = [torch.arange(d) for d in sizes]
+    pos = torch.stack(torch.meshgrid(*grids, indexing="ij"), -1).reshape(-1, len(sizes))
+    diff = (pos[:, None, :] - pos[None, :, :]) % torch.tensor(sizes)  # (D, D, nd)
+    inside = (diff < torch.tensor(kernel)).all(-1)
+    flat = torch.zeros(diff.shape[:2], dtype=torch.long)
+    for axis, k in enumerate(kernel):
+        flat = flat * k + diff[..., axis].clamp(max=k - 1)
+    n = math.prod(sizes)
+    basis = torch.zeros(math.prod(kernel), n * n, dtype=torch.float64)
+    cols = torch.arange(n * n)[inside.flatten()]
+    basis[flat.flatten()[inside.flatten()], cols] = 1.0
+    return basis
+
+
+def circular_operator(weight: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """The dense (C_out·D, C_in·D) matrix of the circular convolution (D = prod(sizes)).
+
+    Entry [(o, t), (i, s)] = W[o, i, t − s mod d] (0 outside the kernel's support); one
+    matmul of the flattened kernel with a fixed 0/1 basis, so autograd is a matmul too.
+    """
+    c_out, c_in = weight.shape[:2]
+    kernel = tuple(weight.shape[2:])
+    n = math.prod(sizes)
+    basis = _shift_basis(tuple(sizes), kernel).to(dtype=weight.dtype, device=weight.device)
+    op = weight.reshape(c_out * c_in, -1) @ basis  # (C_out·C_in, D·D)
+    return op.reshape(c_out, c_in, n, n).permute(0, 2, 1, 3).reshape(c_out * n, c_in * n)
+
+
+def circular_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    method: str = "auto",
+) -> torch.Tensor:
     """Circular convolution of x (B, C_in, *spatial) with weight (C_out, C_in, *kernel).
 
-    Computed as irfftn(Ŵ(m)·x̂(m)); the kernel is zero-padded to the signal size and must not
-    be larger than it on any axis.
+    ``method="fft"``: irfftn(Ŵ(m)·x̂(m)); ``"dense"``: one matmul with
+    :func:`circular_operator` (real arithmetic, faster for small signals); ``"auto"`` picks
+    dense when the signal has <= 256 positions. The kernel is zero-padded to the signal size
+    and must not be larger than it on any axis.
     """
     nd = weight.ndim - 2
     sizes = tuple(x.shape[-nd:])
@@ -50,12 +91,18 @@ def circular_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
             f"kernel size {tuple(weight.shape[2:])} is larger than the signal {sizes}; "
             "each kernel axis must be <= the signal's"
         )
-    dims = tuple(range(-nd, 0))
-    xf = torch.fft.rfftn(x, dim=dims)  # (B, C_in, *freq)
-    wf = torch.fft.rfftn(weight, s=sizes, dim=dims)  # (C_out, C_in, *freq)
-    letters = "fg"[:nd]
-    yf = torch.einsum(f"oi{letters},bi{letters}->bo{letters}", wf, xf)
-    y = torch.fft.irfftn(yf, s=sizes, dim=dims)
+    if method not in ("auto", "fft", "dense"):
+        raise ValueError(f"method must be 'auto', 'fft' or 'dense', got {method!r}")
+    if method == "dense" or (method == "auto" and math.prod(sizes) <= 256):
+        op = circular_operator(weight, sizes)
+        y = (x.reshape(x.shape[0], -1) @ op.T).reshape(x.shape[0], weight.shape[0], *sizes)
+    else:
+        dims = tuple(range(-nd, 0))
+        xf = torch.fft.rfftn(x, dim=dims)  # (B, C_in, *freq)
+        wf = torch.fft.rfftn(weight, s=sizes, dim=dims)  # (C_out, C_in, *freq)
+        letters = "fg"[:nd]
+        yf = torch.einsum(f"oi{letters},bi{letters}->bo{letters}", wf, xf)
+        y = torch.fft.irfftn(yf, s=sizes, dim=dims)
     if bias is not None:
         y = y + bias.view(1, -1, *([1] * nd))
     return y
