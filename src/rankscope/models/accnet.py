@@ -92,7 +92,8 @@ class AccNetEnsemble(nn.Module):
 
     Member e starts exactly where ``AccNet(..., generator=generators[e])`` starts. ``forward``
     takes a shared input (N, d_in) or one per member (E, N, d_in) and returns (E, N, d_out).
-    Trains with :func:`rankscope.train.train_ensemble` (``weights`` and ``size`` as there).
+    Trains with :func:`rankscope.train.train` (a stacked ensemble: ``size`` and every parameter
+    with leading dimension E).
     """
 
     def __init__(
