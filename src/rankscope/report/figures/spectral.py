@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from rankscope.experiments.base import Result
 from rankscope.report.figures.base import FigureSpec, new_figure
@@ -139,6 +140,8 @@ def _comp_curves(results: Sequence[Result]):
                           f"{np.std(slopes, ddof=1) if len(slopes) > 1 else 0:.3f}")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(run.sizes, [str(n) for n in run.sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training size N")
         ax.set_ylabel("test MSE")
         ax.set_title(f"regime {name}: ν_g = {run.nu_g:g}, ν_h = {run.nu_h:g}", fontsize=9)
