@@ -48,7 +48,7 @@ class LinearStudy:
     n_samples: int = 256
     l2: float = 1e-3
     lr: float = 0.08
-    steps: int = 12500  # lr·steps = 1000 ≈ 1/λ: the init's off-target modes decay (decisions)
+    steps: int = 20000  # lr·steps = 1600: the init's off-target modes decay (decisions, changelog)
     init_std: float = 0.3  # init gain: kernel entries N(0, gain²/(C·d))
     rtol: float = 0.1  # s > rtol·max_{m′} s_1(Ŵ_ℓ(m′)) counts (definitions §19)
 
