@@ -30,6 +30,9 @@ _MODULES: tuple[str, ...] = (
     "rankscope.experiments.bottleneck.bottleneck_structure",
     "rankscope.experiments.bottleneck.feature_sparsity",
     "rankscope.experiments.bottleneck.leaky_resnet",
+    "rankscope.experiments.spectral.cnn_bottleneck",
+    "rankscope.experiments.spectral.layerwise_spectral_bias",
+    "rankscope.experiments.spectral.compositionality",
 )
 
 _cache: dict[str, Experiment] | None = None

@@ -41,6 +41,9 @@ from rankscope.metrics.conv import (
     frequency_rank,
     linear_cnn_blocks,
     pooled_kernel_spectrum,
+    spatially_constant_fraction,
+    stacked_frequency_mass,
+    stacked_frequency_spectra,
     total_frequency_rank,
 )
 from rankscope.metrics.expansion import (
@@ -86,6 +89,15 @@ from rankscope.metrics.norms import (
     schatten_power,
     smoothed_schatten_power,
 )
+from rankscope.metrics.ntk import (
+    gegenbauer_eigenvalues,
+    layer_shares,
+    layerwise_ntk_eigenvalues,
+    layerwise_ntk_grams,
+    relu_kappa0,
+    relu_kappa1,
+    relu_ntk_layer_kernels,
+)
 from rankscope.metrics.rank_presets import RANK_PRESETS, RankPreset
 from rankscope.metrics.ranks import (
     GENERIC_RANK_POLICIES,
@@ -107,6 +119,7 @@ from rankscope.metrics.representations import (
     representation_metrics,
     representation_rank,
 )
+from rankscope.metrics.scaling import ExponentFit, scaling_exponent
 from rankscope.metrics.spectra import TopK, singular_values, topk_singular_values
 from rankscope.metrics.spectral_entropy import (
     RANKME_VARIANTS,
@@ -147,6 +160,7 @@ __all__ = [
     "ClassStatsAccumulator",
     "CovarianceAccumulator",
     "DepthExpansion",
+    "ExponentFit",
     "JacobianRank",
     "LineFit",
     "MetricInfo",
@@ -182,6 +196,7 @@ __all__ = [
     "frequency_mass",
     "frequency_rank",
     "frobenius_norm",
+    "gegenbauer_eigenvalues",
     "hamiltonian",
     "hamiltonian_terms",
     "igc_penalty",
@@ -191,6 +206,9 @@ __all__ = [
     "jacobian_sketch",
     "jacobians",
     "kernel_norm_sq",
+    "layer_shares",
+    "layerwise_ntk_eigenvalues",
+    "layerwise_ntk_grams",
     "learned_cp_rank",
     "linear_cnn_blocks",
     "linear_representation_cost",
@@ -218,15 +236,22 @@ __all__ = [
     "rankme",
     "rankme_all",
     "rankme_from_spectrum",
+    "relu_kappa0",
+    "relu_kappa1",
+    "relu_ntk_layer_kernels",
     "representation_metrics",
     "representation_rank",
     "resolve_rank_policy",
+    "scaling_exponent",
     "schatten_norm",
     "schatten_power",
     "separation_rank_lower_bound",
     "singular_values",
     "smoothed_schatten_power",
+    "spatially_constant_fraction",
     "stable_rank",
+    "stacked_frequency_mass",
+    "stacked_frequency_spectra",
     "summarize_ranks",
     "tail_energy",
     "tcv1",

@@ -27,6 +27,9 @@ __all__ = [
     "frequency_rank",
     "linear_cnn_blocks",
     "pooled_kernel_spectrum",
+    "spatially_constant_fraction",
+    "stacked_frequency_mass",
+    "stacked_frequency_spectra",
     "total_frequency_rank",
 ]
 
@@ -165,3 +168,50 @@ def frequency_channel_covariance(z) -> torch.Tensor:
     z = _check_activations(z)
     zf = torch.fft.fftn(z, dim=tuple(range(2, z.ndim))).movedim(0, -1).movedim(0, -2)
     return zf @ zf.conj().mT  # (*freq, C, B) @ (*freq, B, C)
+
+
+def _stacked_blocks(weights, input_size) -> torch.Tensor:
+    """Ŵ_ℓ(m) for a stack (*batch, C_out, C_in, *kernel) -> (*batch, *freq, C_out, C_in)."""
+    sizes = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    if len(sizes) not in (1, 2):
+        raise ValueError(f"input_size must be d or (d1, d2), got {input_size!r}")
+    w = check_matrix(weights, name="stacked conv weights", min_dim=2 + len(sizes))
+    nd, nb = len(sizes), w.ndim - 2 - len(sizes)
+    kernel = tuple(w.shape[-nd:])
+    if any(k > d for k, d in zip(kernel, sizes)):
+        raise ValueError(
+            f"kernel size {kernel} is larger than the signal {sizes}; "
+            "each kernel axis must be <= input_size's"
+        )
+    dims = tuple(range(w.ndim - nd, w.ndim))
+    blocks = torch.fft.fftn(w.to(torch.float64), s=sizes, dim=dims)
+    order = [*range(nb), *dims, nb, nb + 1]
+    return blocks.permute(*order)
+
+
+def stacked_frequency_spectra(weights, input_size: int | tuple[int, ...]) -> torch.Tensor:
+    """Per-frequency channel spectra of many same-shaped kernels at once (batched SVD).
+
+    ``weights`` (*batch, C_out, C_in, *kernel) — e.g. the middle layers of a CNN stacked, or
+    an ensemble's (E, L, …) — gives (*batch, *freq, min(C_out, C_in)), float64: the FFT over
+    the spatial axes, then one SVD per (batch, frequency) block. The number of spatial axes
+    is ``len(input_size)``.
+    """
+    return singular_values(_stacked_blocks(weights, input_size))
+
+
+def stacked_frequency_mass(weights, input_size: int | tuple[int, ...]) -> torch.Tensor:
+    """F(m) of each kernel in a stack: (*batch, *freq), each slice summing to 1 (0 if W = 0)."""
+    sizes = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    energy = _stacked_blocks(weights, input_size).abs().pow(2).sum((-2, -1))
+    dims = tuple(range(energy.ndim - len(sizes), energy.ndim))
+    total = energy.sum(dims, keepdim=True)
+    return torch.where(total > 0, energy / torch.where(total > 0, total, 1.0), 0.0)
+
+
+def spatially_constant_fraction(z) -> torch.Tensor:
+    """E(0)/Σ_m E(m) of activations (B, C, d) or (B, C, d1, d2) (definitions §19), float64.
+
+    Equals ‖mean over positions‖²·D / ‖z‖² by Parseval (D = number of positions).
+    """
+    return activation_frequency_energy(z)[1]

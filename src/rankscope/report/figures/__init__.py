@@ -19,6 +19,7 @@ _MODULES: tuple[str, ...] = (
     "rankscope.report.figures.tensor_graph",
     "rankscope.report.figures.compression",
     "rankscope.report.figures.bottleneck",
+    "rankscope.report.figures.spectral",
 )
 
 

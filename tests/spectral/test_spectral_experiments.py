@@ -1,0 +1,107 @@
+"""The spectral family's experiments: configs, losses, ensembles and claims on tiny runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from rankscope.experiments.base import Result, RunContext
+from rankscope.experiments.registry import get_experiment
+from rankscope.experiments.spectral import cnn_bottleneck as cnn
+from rankscope.experiments.spectral import compositionality as comp
+from rankscope.experiments.spectral import layerwise_spectral_bias as lsb
+from rankscope.experiments.spectral.data import rank_one_frequency_target
+from rankscope.experiments.summary import summary_from_dict, summary_to_dict
+from rankscope.models.circular_cnn import CircularCNN, circular_conv
+
+IDS = ("cnn-bottleneck", "layerwise-spectral-bias", "compositionality")
+
+
+def test_registered_with_typed_summaries_and_inversions():
+    for exp_id in IDS:
+        exp = get_experiment(exp_id)
+        assert exp.summary_cls is not None
+        assert all(c.invert is not None for c in exp.claims if c.check is not None)
+
+
+def test_fourier_mse_equals_the_forward_pass_loss():
+    rng = np.random.default_rng(0)
+    kernel, _ = rank_one_frequency_target(8, 3, (0, 2), (1.5, 0.8), rng)
+    target = torch.from_numpy(kernel)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 3, 8, generator=g, dtype=torch.float64)
+    net = CircularCNN([3, 3, 3, 3], 8, activation="identity", generator=g, dtype=torch.float64)
+    direct = (net(x) - circular_conv(x, target)).pow(2).sum((1, 2)).mean() / 8
+    assert_close(cnn.FourierMSE(x, target, 8)(net), direct)
+
+
+def test_config_validation_names_the_value():
+    with pytest.raises(ValueError, match="kernel_size 20"):
+        cnn.NonlinearStudy(kernel_size=20)
+    with pytest.raises(ValueError, match="wd_mode"):
+        comp.Schedule(wd_mode="adamw")
+    with pytest.raises(ValueError, match="regimes"):
+        comp.Config(regimes=("A",))
+    with pytest.raises(ValueError, match="nu must be > 0"):
+        comp.Config(nu_g=(8.0, 8.0, 0.0))
+
+
+TINY = comp.Config(
+    sizes=(20, 40),
+    n_test=20,
+    net=comp.AccNetShape(d_full=8, d_narrow=4, blocks=2),
+    schedule=comp.Schedule(epochs=(2, 2, 2)),
+    kernel=comp.KernelBaseline(alphas=(0.1,), gammas=(0.05,)),
+)
+
+
+def test_compositionality_seed_results_do_not_depend_on_the_ensemble():
+    together = comp.run_many([TINY, TINY], [RunContext(3), RunContext(4)])
+    alone = comp.run(TINY, RunContext(4))
+    assert summary_to_dict(together[1].summary) == summary_to_dict(alone.summary)
+    assert list(together[1].records.rows()) == list(alone.records.rows())
+    s = summary_from_dict(comp.Summary, summary_to_dict(alone.summary))
+    assert s == alone.summary
+
+
+ACROSS_INVERSIONS = {"COMP-1": comp.invert_comp1, "COMP-2": comp.invert_comp2}
+
+
+def _run_claims(exp_id: str, result: Result):
+    exp = get_experiment(exp_id)
+    for claim in exp.claims:
+        fn = claim.check or (lambda r, c=claim: c.across_seeds([r]))
+        got = fn(result)
+        assert got.headline
+        invert = claim.invert or ACROSS_INVERSIONS[claim.id]
+        flipped = dataclasses.replace(result, summary=invert(result.summary))
+        assert fn(flipped).verdict == "fail", (claim.id, fn(flipped).headline)
+
+
+def test_claims_of_a_tiny_compositionality_run_have_headlines_and_invert():
+    _run_claims("compositionality", comp.run(TINY, RunContext(0)))
+
+
+def test_layerwise_claims_on_a_tiny_run():
+    cfg = lsb.Config(
+        analytic=lsb.AnalyticStudy(depths=(3,), dims=(5, 10), max_degree=4, nodes=100),
+        finite=lsb.FiniteStudy(width=64, n=64, degrees=(1, 2, 3)),
+    )
+    res = lsb.run(cfg, RunContext(0))
+    assert res.summary.shares and len(res.summary.shares) == 5
+    assert lsb.CLAIMS[0].check(res).verdict == "pass"  # analytic: exact
+    assert lsb.CLAIMS[1].check(res).verdict == "pass"
+    _run_claims("layerwise-spectral-bias", res)
+
+
+def test_cnn_bottleneck_claims_on_a_tiny_run():
+    cfg = cnn.Config(
+        linear=cnn.LinearStudy(d=8, channels=2, depth=4, kept=(0, 2), strengths=(1.5, 0.8),
+                               n_samples=32, steps=50),
+        nonlinear=cnn.NonlinearStudy(d=8, channels=3, depth=4, n_train=16, n_test=16, steps=5),
+    )  # fmt: skip
+    _run_claims("cnn-bottleneck", cnn.run(cfg, RunContext(0)))
