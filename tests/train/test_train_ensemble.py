@@ -8,7 +8,6 @@ import torch
 from torch.testing import assert_close
 
 from rankscope.models import MLP, DeepLinear
-from rankscope.records import RecordLog
 from rankscope.train import (
     DeepLinearEnsemble,
     LogEndToEndSpectrum,
@@ -22,7 +21,6 @@ from rankscope.train import (
     mse,
     prefer_ensemble,
     train,
-    train_ensemble,
 )
 
 F64 = {"rtol": 1e-9, "atol": 1e-11}  # float64 trajectories: kernels differ (bmm vs mm)
@@ -310,29 +308,3 @@ def test_two_phase_protocol_with_step_offset_matches_the_loop() -> None:
         assert recs.series("loss")[0].tolist() == [0, 5, 10, 10, 15, 20]
         np.testing.assert_allclose(mine.value, recs.value, rtol=1e-9)
         assert_close(ens.member(e).weights[1].detach(), net.weights[1].detach(), **F64)
-
-
-def test_train_ensemble_is_train_with_the_old_keyword_names() -> None:
-    """Kept until callers move: generators= / logs= map to generator= / log=, divergence stops."""
-    x, _, y = _data()
-    loss = lambda m, b: cross_entropy(m(b[0]), b[1])  # noqa: E731
-    kw = {"optimizer": "sgd", "lr": [0.1, 0.2, 1e300], "steps": 12, "data": (x, y),
-          "batch_size": 8, "log_at": 4, "callbacks": [LogLoss()]}  # fmt: skip
-    runs = []
-    for old in (True, False):
-        ens = MLPEnsemble([6, 8, 3], generators=[_gen(s) for s in SEEDS], dtype=torch.float64)
-        gens, logs = [_gen(300 + e) for e in range(3)], [RecordLog() for _ in range(3)]
-        if old:
-            res = train_ensemble(ens, loss, generators=gens, logs=logs, **kw)
-        else:
-            res = train(ens, loss, generator=gens, log=logs, on_diverge="stop", **kw)
-        assert res.logs == logs
-        runs.append((ens, res))
-    (a, ra), (b, rb) = runs
-    assert ra.status == rb.status and ra.status[2] == "diverged"
-    for wa, wb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(wa[:2], wb[:2])
-    np.testing.assert_array_equal(ra.history["loss"], rb.history["loss"])
-    assert [r.freeze().value.tolist() for r in ra.logs] == [
-        r.freeze().value.tolist() for r in rb.logs
-    ]

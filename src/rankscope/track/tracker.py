@@ -7,7 +7,8 @@ diagonalised in float64 (``torch.linalg.eigvalsh``; eigenvalues at or below k·e
 to 0), as ``rankscope.analyze`` does for float32 weights: its rounding error, about
 sqrt(k·eps64)·s_1, is below the float32 rounding of the weights and below the numerical-rank
 threshold. Measured here (1 thread) on a 512×512 matrix: float64 ``eigvalsh`` of the Gram
-41 ms against 62 ms for float32 ``svdvals`` and 80 ms for float64 ``svdvals``. ``spectrum="svd"`` uses
+41 ms against 62 ms for float32 ``svdvals`` and 80 ms for float64 ``svdvals``.
+``spectrum="svd"`` uses
 ``torch.linalg.svdvals`` in the weights' dtype (or ``dtype``) instead. Every metric is then a
 function of those spectra (:mod:`rankscope.metrics`):
 

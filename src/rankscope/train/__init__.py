@@ -9,8 +9,7 @@
   :class:`LogRanks`, :class:`LogCollapse`;
 - :func:`log_steps` schedules; :func:`prefer_ensemble` decides ensemble vs loop per shape;
 - :class:`Diverged`, raised on a NaN/Inf loss; :class:`GroupRMSprop`;
-- :func:`gradient_flow` (front of ``train(..., optimizer="flow")`` over a time span) and
-  :func:`train_ensemble` (old keyword names), kept until callers move.
+- :func:`gradient_flow`, a front of ``train(..., optimizer="flow")`` over a time span.
 """
 
 from rankscope.models.ensembles import DeepLinearEnsemble, MLPEnsemble
@@ -23,7 +22,6 @@ from rankscope.train.callbacks import (
     LogRanks,
     LogWeightSpectra,
 )
-from rankscope.train.ensemble import EnsembleResult, EnsembleState, train_ensemble
 from rankscope.train.errors import Diverged
 from rankscope.train.flow import FlowSolution, gradient_flow
 from rankscope.train.group_rmsprop import GroupRMSprop
@@ -38,8 +36,6 @@ __all__ = [
     "BatchSampler",
     "DeepLinearEnsemble",
     "Diverged",
-    "EnsembleResult",
-    "EnsembleState",
     "FlowSolution",
     "GroupRMSprop",
     "LogCollapse",
@@ -62,5 +58,4 @@ __all__ = [
     "prefer_ensemble",
     "step_flops",
     "train",
-    "train_ensemble",
 ]

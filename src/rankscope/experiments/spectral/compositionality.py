@@ -149,8 +149,8 @@ class Summary:
 
 def _mse(ens: AccNetEnsemble, batch) -> torch.Tensor:
     """Per-member test/train MSE; ``batch`` = (x (N, E, d_in), y (N, E, d_out)), one data
-    column per member, or the per-member minibatches (E, B, E, d) of ``train_ensemble``
-    (member e reads its own column e)."""
+    column per member, or the per-member minibatches (E, B, E, d) of the engine
+    (``rankscope.train.train``; member e reads its own column e)."""
     x, y = batch
     if x.ndim == 4:  # (E, B, E, d): rows drawn for member e, keep member e's own column
         x = torch.diagonal(x, dim1=0, dim2=2).permute(2, 0, 1)
