@@ -51,7 +51,16 @@ def test_reproduce_json_shape_and_exit_codes(tmp_path):
     )
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)  # stdout is exactly one JSON document
-    assert set(doc) == {"experiment", "preset", "claims", "runs", "report"}
+    assert set(doc) == {
+        "experiment",
+        "preset",
+        "claims",
+        "runs",
+        "report",
+        "reused",
+        "computed",
+    }
+    assert (doc["reused"], doc["computed"]) == (0, len(doc["runs"]))
     claim = doc["claims"][0]
     for key in (
         "id",
