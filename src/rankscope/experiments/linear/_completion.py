@@ -37,43 +37,43 @@ def completion_tag(gamma: float, width: int) -> str:
 
 def _fit(cfg, ws, target, mask, ctx: RunContext, tag: str) -> tuple[int, float]:
     """GD until ½Σ_obs residual² < gamma_tol; returns (steps, final loss)."""
-    log_at = log_spaced_steps(cfg.gamma_max_steps, 80)
+    log_at = log_spaced_steps(cfg.max_steps, 80)
     loss = math.inf
-    for step in range(cfg.gamma_max_steps + 1):
+    for step in range(cfg.max_steps + 1):
         pre = prefix_products(ws)
         resid = (pre[-1] - target) * mask  # (d, d), zero off the observed set
         loss = 0.5 * float(resid.square().sum())
         if not math.isfinite(loss):
             raise Diverged(step, what=f"completion loss ({tag})", value=loss)
-        done = loss < cfg.gamma_tol or step == cfg.gamma_max_steps
+        done = loss < cfg.tol or step == cfg.max_steps
         if step in log_at or done:
             ctx.log.log("train_loss", loss, step=step, layer=tag)
         if done:
             return step, loss
-        gd_step(ws, resid, cfg.gamma_lr, prefixes=pre)
-    return cfg.gamma_max_steps, loss  # pragma: no cover - the loop always returns
+        gd_step(ws, resid, cfg.lr, prefixes=pre)
+    return cfg.max_steps, loss  # pragma: no cover - the loop always returns
 
 
 def gamma_transition(cfg, ctx: RunContext) -> list[dict]:
     """One completion run per (γ, w) of the config; a list of JSON-able dicts."""
     gen = ctx.child_generator(10_007)
-    d = cfg.gamma_dim
-    target, _, _ = planted_matrix(d, cfg.gamma_target, generator=gen)
-    mask = observation_mask(d, cfg.gamma_observed, generator=gen)
+    d = cfg.dim
+    target, _, _ = planted_matrix(d, cfg.target, generator=gen)
+    mask = observation_mask(d, cfg.observed, generator=gen)
     unobs = ~mask
     out = []
     for gamma in cfg.gammas:
-        for width in cfg.gamma_widths:
+        for width in cfg.widths:
             tag = completion_tag(gamma, width)
             sigma2 = float(width) ** (-gamma)
-            dims = [d] + [width] * (cfg.gamma_depth - 1) + [d]
+            dims = [d] + [width] * (cfg.depth - 1) + [d]
             ws = init_deep_linear(dims, math.sqrt(sigma2), generator=gen, dtype=torch.float64)
             a0 = prefix_products(ws)[-1].clone()
             steps, loss = _fit(cfg, ws, target, mask, ctx, tag)
             a = prefix_products(ws)[-1]
             s = singular_values(a)
             ctx.log.log_vector("sv_final", s, step=steps, layer=tag)
-            rank = int(numerical_rank(s, "relative", rtol=cfg.gamma_rank_tol))
+            rank = int(numerical_rank(s, "relative", rtol=cfg.rank_tol))
             change = float((a - a0)[unobs].norm() / a0[unobs].norm())
             rmse = float((a - target)[unobs].square().mean().sqrt())
             out.append(
@@ -84,7 +84,7 @@ def gamma_transition(cfg, ctx: RunContext) -> list[dict]:
                     "tag": tag,
                     "steps": steps,
                     "train_loss": loss,
-                    "converged": loss < cfg.gamma_tol,
+                    "converged": loss < cfg.tol,
                     "final_rank": rank,
                     "unobserved_change": change,
                     "unobserved_rmse": rmse,

@@ -13,7 +13,7 @@ The γ-transition (matrix completion, σ² = w^{−γ}) lives in :mod:`._complet
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,9 +31,45 @@ from rankscope.experiments.linear._dln import (
 from rankscope.metrics import numerical_rank, singular_values
 from rankscope.train.errors import Diverged
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run", "sub_run_tag"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENT",
+    "PRESETS",
+    "Config",
+    "DepthRun",
+    "GammaConfig",
+    "GammaRun",
+    "Summary",
+    "run",
+    "sub_run_tag",
+]
 
 _L4_GRID = (1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4)
+
+
+@dataclass(frozen=True)
+class GammaConfig:
+    """The γ-transition sub-study (matrix completion, σ² = w^{−γ}; criterion 4)."""
+
+    dim: int = 20
+    target: tuple[float, ...] = (10.0, 5.0)
+    observed: float = 0.3
+    widths: tuple[int, ...] = (50, 200, 800)
+    gammas: tuple[float, ...] = (0.5, 1.5)
+    depth: int = 2
+    lr: float = 0.01
+    max_steps: int = 100_000
+    tol: float = 1e-10  # stop when ½Σ_obs residual² < tol
+    rank_tol: float = 1e-2  # final rank counts s_i > tol · s_1
+
+    def __post_init__(self) -> None:
+        if len(self.target) > self.dim:
+            raise ValueError(
+                f"gamma.target has {len(self.target)} singular values, more than gamma.dim = "
+                f"{self.dim}"
+            )
+        if self.depth < 2:
+            raise ValueError(f"gamma.depth must be >= 2, got {self.depth}")
 
 
 @dataclass(frozen=True)
@@ -55,16 +91,7 @@ class Config:
     rank_eps: float = 0.05  # Rank_ε with ε = rank_eps · s_min(A*)
     n_sv_logged: int = 5
     n_log: int = 160
-    gamma_dim: int = 20
-    gamma_target: tuple[float, ...] = (10.0, 5.0)
-    gamma_observed: float = 0.3
-    gamma_widths: tuple[int, ...] = (50, 200, 800)
-    gammas: tuple[float, ...] = (0.5, 1.5)
-    gamma_depth: int = 2
-    gamma_lr: float = 0.01
-    gamma_max_steps: int = 100_000
-    gamma_tol: float = 1e-10  # stop when ½Σ_obs residual² < gamma_tol
-    gamma_rank_tol: float = 1e-2  # final rank counts s_i > tol · s_1
+    gamma: GammaConfig = field(default_factory=GammaConfig)
 
     def __post_init__(self) -> None:
         if not (len(self.depths) == len(self.sigma2) == len(self.lr)):
@@ -74,8 +101,55 @@ class Config:
             )
         if any(d < 2 for d in self.depths):
             raise ValueError(f"depths must be >= 2, got {self.depths}")
-        if len(self.target) > self.dim or len(self.gamma_target) > self.gamma_dim:
-            raise ValueError("more target singular values than the matrix dimension")
+        if len(self.target) > self.dim:
+            raise ValueError(
+                f"target has {len(self.target)} singular values, more than dim = {self.dim}"
+            )
+
+
+@dataclass(frozen=True)
+class DepthRun:
+    """One (depth, σ²) run: half-fit times t_i (steps·η, NaN if never), the compressed
+    Rank_ε sequence, and the final state."""
+
+    depth: int
+    sigma2: float
+    lr: float
+    tag: str
+    half_fit: tuple[float, ...]
+    rank_sequence: tuple[int, ...]
+    initial_rank: int
+    steps: int
+    time: float
+    final_loss: float
+    final_sv: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class GammaRun:
+    """One (γ, w) completion run of the γ-transition."""
+
+    gamma: float
+    width: int
+    sigma2: float
+    tag: str
+    steps: int
+    train_loss: float
+    converged: bool
+    final_rank: int
+    unobserved_change: float
+    unobserved_rmse: float
+    init_rmse: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    target: tuple[float, ...]
+    rank_eps: float  # the absolute tolerance ε of Rank_ε
+    depth_runs: tuple[DepthRun, ...]
+    gamma_runs: tuple[GammaRun, ...]
+    gamma_dim: int
+    gamma_target_rank: int
 
 
 PRESETS = {
@@ -83,7 +157,7 @@ PRESETS = {
         width=60,
         sigma2=((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), (1e-3, 10**-3.5, 1e-4), (1e-2, 10**-2.5, 1e-3)),
         n_log=60,
-        gamma_widths=(50, 200),
+        gamma=GammaConfig(widths=(50, 200)),
     ),
     "default": Config(),
     "paper": Config(
@@ -93,7 +167,7 @@ PRESETS = {
             (*_L4_GRID, 10**-4.5),
         ),
         max_time=1500.0,
-        gamma_widths=(50, 200, 800, 1600),
+        gamma=GammaConfig(widths=(50, 200, 800, 1600)),
     ),
 }
 
@@ -135,7 +209,9 @@ class _ModeTracker:
         return bool(np.isfinite(self.times).all()) and step * self.lr >= settle * self.times.max()
 
 
-def _train_depth(cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, span) -> list[dict]:
+def _train_depth(
+    cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, span
+) -> list[DepthRun]:
     """GD for every σ² of depth ``cfg.depths[i]`` as one batched ensemble."""
     depth, lr, sig2 = cfg.depths[i], float(cfg.lr[i]), tuple(cfg.sigma2[i])
     dims = [cfg.dim] + [cfg.width] * (depth - 1) + [cfg.dim]
@@ -167,39 +243,39 @@ def _train_depth(cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, spa
             ctx.progress(span[0] + (span[1] - span[0]) * step / max_steps)
     final_s = s[:, : len(tgt)]
     return [
-        {
-            "depth": depth,
-            "sigma2": float(s2),
-            "lr": lr,
-            "tag": tags[e],
-            "half_fit": [float(t) for t in tracker.times[e]],
-            "rank_sequence": tracker.sequences[e],
-            "initial_rank": tracker.sequences[e][0],
-            "steps": step,
-            "time": step * lr,
-            "final_loss": float(loss[e]),
-            "final_sv": [float(v) for v in final_s[e]],
-        }
+        DepthRun(
+            depth=depth,
+            sigma2=float(s2),
+            lr=lr,
+            tag=tags[e],
+            half_fit=tuple(float(t) for t in tracker.times[e]),
+            rank_sequence=tuple(tracker.sequences[e]),
+            initial_rank=tracker.sequences[e][0],
+            steps=step,
+            time=step * lr,
+            final_loss=float(loss[e]),
+            final_sv=tuple(float(v) for v in final_s[e]),
+        )
         for e, s2 in enumerate(sig2)
     ]
 
 
 def run(config: Config, ctx: RunContext) -> Result:
     target, _, _ = planted_matrix(config.dim, config.target, generator=ctx.generator)
-    runs: list[dict] = []
+    runs: list[DepthRun] = []
     n = len(config.depths)
     for i in range(n):
         runs.extend(_train_depth(config, i, target, ctx, (0.8 * i / n, 0.8 * (i + 1) / n)))
-    gamma_runs = gamma_transition(config, ctx)
+    gamma_runs = gamma_transition(config.gamma, ctx)
     ctx.progress(1.0)
-    summary = {
-        "target": [float(v) for v in config.target],
-        "rank_eps": config.rank_eps * min(config.target),
-        "depth_runs": runs,
-        "gamma_runs": gamma_runs,
-        "gamma_dim": config.gamma_dim,
-        "gamma_target_rank": len(config.gamma_target),
-    }
+    summary = Summary(
+        target=tuple(float(v) for v in config.target),
+        rank_eps=config.rank_eps * min(config.target),
+        depth_runs=tuple(runs),
+        gamma_runs=tuple(GammaRun(**r) for r in gamma_runs),
+        gamma_dim=config.gamma.dim,
+        gamma_target_rank=len(config.gamma.target),
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
@@ -221,5 +297,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 3, "paper": 5},
 )
