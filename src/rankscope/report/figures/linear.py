@@ -186,15 +186,15 @@ def _s2s_gamma(results: Sequence[Result]):
 # --------------------------------------------------------------------------- schatten-l2
 def _sl2_values(results: Sequence[Result]):
     res = results[0]
-    fits = res.summary["fits"]
-    k = len(res.summary["y"]) + 1
+    fits = res.summary.fits
+    k = len(res.summary.y) + 1
     fig, axes = _row(len(fits), 4.3, 3.7)
     for ax, f in zip(axes, fits):
         idx = np.arange(1, k + 1)
-        ax.plot(idx, f["y"][:k], "s", mfc="none", color="0.5", label="target y_i")
+        ax.plot(idx, f.y[:k], "s", mfc="none", color="0.5", label="target y_i")
         ax.plot(
             idx,
-            f["global_min"][:k],
+            f.global_min[:k],
             "D",
             mfc="none",
             ms=9,
@@ -202,7 +202,7 @@ def _sl2_values(results: Sequence[Result]):
             label="global min of f",
         )
         for j in range(k):
-            roots = f["stationary_points"][j]
+            roots = f.stationary_points[j]
             ax.plot(
                 [j + 1] * len(roots),
                 roots,
@@ -211,7 +211,7 @@ def _sl2_values(results: Sequence[Result]):
                 ms=7,
                 label="stationary points of f" if j == 0 else None,
             )
-        ax.plot(idx, f["projected"][:k], "o", color="tab:blue", label="learned $u_i^T A v_i$")
+        ax.plot(idx, f.projected[:k], "o", color="tab:blue", label="learned $u_i^T A v_i$")
         ax.set_xticks(idx)
         ax.set_xlabel("singular direction i of Y")
         ax.set_ylabel("singular value")
@@ -224,27 +224,27 @@ def _sl2_values(results: Sequence[Result]):
 def _sl2_expansion(results: Sequence[Result]):
     fig, ax = new_figure(width=5.6, height=4.0)
     for res in results:
-        rows = sorted(res.summary["expansion"], key=lambda r: r["depth"])
-        depth = np.array([r["depth"] for r in rows], dtype=float)
+        rows = sorted(res.summary.expansion, key=lambda r: r.depth)
+        depth = np.array([r.depth for r in rows], dtype=float)
         first = res is results[0]
         ax.plot(
             depth,
-            [r["residual"] for r in rows],
+            [r.residual for r in rows],
             "o-",
             color="tab:blue",
             label="trained DLN: |‖θ‖² − (L·R0 + R1 + R2/L)|" if first else None,
         )
         ax.plot(
             depth,
-            [r["residual_exact"] for r in rows],
+            [r.residual_exact for r in rows],
             "x",
             color="k",
             ms=8,
             label="exact L·Σs^(2/L) in place of ‖θ‖²" if first else None,
         )
-    rows = sorted(results[0].summary["expansion"], key=lambda r: r["depth"])
-    d0, r0 = rows[0]["depth"], rows[0]["residual"]
-    grid = np.array([r["depth"] for r in rows], dtype=float)
+    rows = sorted(results[0].summary.expansion, key=lambda r: r.depth)
+    d0, r0 = rows[0].depth, rows[0].residual
+    grid = np.array([r.depth for r in rows], dtype=float)
     ax.plot(grid, r0 * (d0 / grid) ** 2, "--", color="tab:red", label="∝ L⁻²")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -257,12 +257,12 @@ def _sl2_expansion(results: Sequence[Result]):
 
 def _sl2_training(results: Sequence[Result]):
     res = results[0]
-    fits = res.summary["fits"]
+    fits = res.summary.fits
     fig, axes = _row(len(fits), 4.3, 3.6)
     for ax, f in zip(axes, fits):
         steps, sv = res.records.matrix("sv", layer=f"L={f.depth}")
-        t = np.maximum(steps * f["lr"], f["lr"])
-        for i in range(min(sv.shape[1], len(res.summary["y"]) + 1)):
+        t = np.maximum(steps * f.lr, f.lr)
+        for i in range(min(sv.shape[1], len(res.summary.y) + 1)):
             ax.plot(
                 t,
                 np.maximum(sv[:, i], 1e-18),
