@@ -48,8 +48,10 @@ class Problem:
             "d": int(self.target.shape[0]),
             "stable_rank": float(stable_rank(s)),
             "op_norm": float(s[0]),
-            "singular_values": [float(x) for x in s[: k + 1]],
-            "observed_singular_values": [float(x) for x in singular_values(self.observed)[: k + 3]],
+            "singular_values": tuple(float(x) for x in s[: k + 1]),
+            "observed_singular_values": tuple(
+                float(x) for x in singular_values(self.observed)[: k + 3]
+            ),
         }
 
 
