@@ -167,7 +167,7 @@ def topk_converges_first(result: Result) -> Check:
     worst = max(ratios, key=ratios.get)
     return check(
         ok,
-        headline=f"t90(top-K)/t90(K+1) ≤ {ratios[worst]:.3g} (worst {worst}) over {len(runs)} "
+        headline=f"worst t90(top-K)/t90(K+1) {ratios[worst]:.3g} at {worst} over {len(runs)} "
         f"active runs vs < {TOPK_RATIO:g}; {len(failing)} fail → {_pf(ok)}",
         n_runs=len(runs),
         max_ratio=max(ratios.values()),
