@@ -166,14 +166,14 @@ def _draw_fast_spectrum(results: Sequence[Result]):
 
 
 # --------------------------------------------------------------------------- sgd-rank-jumps
-def _scale(summary: dict) -> float:
-    chosen = summary.get("chosen_scale")
-    return chosen if chosen is not None else min(m["scale"] for m in summary["members"])
+def _scale(summary) -> float:
+    chosen = summary.chosen_scale
+    return chosen if chosen is not None else min(m.scale for m in summary.members)
 
 
 def _draw_rank_trajectories(results: Sequence[Result]):
     fig, axes = new_figure(1, 3, width=4.6, height=4.0, sharey=True)
-    tau = results[0].summary["taus"][0]
+    tau = results[0].summary.taus[0]
     titles = {
         "gd": "full-batch GD",
         "sgd": "SGD, batch size 1",
@@ -193,12 +193,12 @@ def _draw_rank_trajectories(results: Sequence[Result]):
                     color=f"C{n % 10}",
                     label=f"seed {r.seed}",
                 )
-        for b in results[0].summary["phase_boundaries"][:-1]:
+        for b in results[0].summary.phase_boundaries[:-1]:
             ax.axvline(b, color="black", ls=":", lw=1)
-        ax.axhline(results[0].summary["target_rank"], color="grey", ls="--", lw=0.8)
+        ax.axhline(results[0].summary.target_rank, color="grey", ls="--", lw=0.8)
         ax.set_title(titles[kind])
         ax.set_xlabel("stage-1 step (dotted: λ/η phase switch)")
-    top = max(max(m["rank_seq"][tau]) for r in results for m in r.summary["members"])
+    top = max(max(m.rank_seq[tau]) for r in results for m in r.summary.members)
     axes[0].set_ylim(-0.3, top + 0.7)
     axes[0].set_ylabel(f"numerical rank, s_i > {tau}·s₁ (raw logs)")
     if len(results) <= 10:
@@ -216,15 +216,14 @@ def _draw_final_spectra(results: Sequence[Result]):
     for n, r in enumerate(results):
         s = r.summary
         scale = _scale(s)
-        idx = np.arange(1, len(s["stage0"]["singular_values"]) + 1)
+        idx = np.arange(1, len(s.stage0.singular_values) + 1)
         gd, sgd = (
-            next(m for m in s["members"] if m["kind"] == k and m["scale"] == scale)
-            for k in ("gd", "sgd")
+            next(m for m in s.members if m.kind == k and m.scale == scale) for k in ("gd", "sgd")
         )
         lab = n == 0
         ax.plot(
             idx,
-            np.maximum(s["stage0"]["singular_values"], _FLOOR),
+            np.maximum(s.stage0.singular_values, _FLOOR),
             color="grey",
             lw=0.8,
             alpha=0.6,
@@ -232,7 +231,7 @@ def _draw_final_spectra(results: Sequence[Result]):
         )
         ax.plot(
             idx - 0.1,
-            np.maximum(gd["final_singular_values"], _FLOOR),
+            np.maximum(gd.final_singular_values, _FLOOR),
             "o",
             color="C0",
             ms=3,
@@ -240,14 +239,14 @@ def _draw_final_spectra(results: Sequence[Result]):
         )
         ax.plot(
             idx + 0.1,
-            np.maximum(sgd["final_singular_values"], _FLOOR),
+            np.maximum(sgd.final_singular_values, _FLOOR),
             "x",
             color="C3",
             ms=4,
             label="SGD, end of stage 1" if lab else None,
         )
-    tau = float(results[0].summary["taus"][0])
-    s1 = results[0].summary.get("target_values", [float("nan")])[0]
+    tau = float(results[0].summary.taus[0])
+    s1 = results[0].summary.target_values[0]
     ax.axhline(
         tau * s1, color="black", ls=":", lw=1, label=f"{tau:g}·s₁(A*) (rank threshold scale)"
     )
