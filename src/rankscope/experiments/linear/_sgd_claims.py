@@ -168,7 +168,7 @@ def gd_keeps_rank(result: Result) -> Check:
         "chosen_scale": scale,
         "kept_at_largest_scale": scale == nominal,
     }
-    paths = ", ".join(f"{_path(p)} (×{k})" for k, p in gd.items())
+    paths = ", ".join(f"{_path(p)} at scale {k}" for k, p in gd.items())
     if r0 <= s.target_rank:
         return inconclusive(
             f"stage-0 GD is at rank {r0} <= {s.target_rank}: it does not overestimate the rank",
