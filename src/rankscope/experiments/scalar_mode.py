@@ -11,6 +11,7 @@ diverge, which the runner records as diverged.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ import numpy as np
 import torch
 from scipy.integrate import quad
 
-from rankscope.experiments.base import Claim, Experiment, Result, RunContext, check
+from rankscope.experiments.base import Check, Claim, Experiment, Result, RunContext, check
 from rankscope.train.errors import Diverged
 
-__all__ = ["EXPERIMENT", "Config", "half_fit_time"]
+__all__ = ["EXPERIMENT", "Config", "Summary", "half_fit_time"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,14 @@ class Config:
     lr: float = 1e-3
     max_time: float = 20.0  # in units of steps·lr
     log_every: int = 10
+
+
+@dataclass(frozen=True)
+class Summary:
+    a0: float  # the initial product
+    half_fit_time: float  # GD, in steps·lr (NaN if never)
+    half_fit_time_exact: float  # gradient flow
+    final: float  # the product at the end
 
 
 PRESETS = {
@@ -100,28 +109,63 @@ def run_many(configs: Sequence[Config], ctxs: Sequence[RunContext]) -> list[Resu
     out = []
     for e, x in enumerate(ctxs):
         exact = half_fit_time(config.depth, config.target, float(a0[e]))
-        summary = {
-            "a0": float(a0[e]),
-            "half_fit_time": float(half[e]),
-            "half_fit_time_exact": exact,
-            "final": float(final[e]),
-        }
+        summary = Summary(
+            a0=float(a0[e]),
+            half_fit_time=float(half[e]),
+            half_fit_time_exact=exact,
+            final=float(final[e]),
+        )
         out.append(Result(summary=summary, records=x.log.freeze()))
     return out
 
 
-def _half_fit(result: Result) -> object:
-    t, exact = result.summary["half_fit_time"], result.summary["half_fit_time_exact"]
+HALF_FIT_RTOL = 0.02  # SM-1
+FINAL_RTOL = 1e-3  # SM-2
+
+
+def _half_fit(result: Result) -> Check:
+    t, exact = result.summary.half_fit_time, result.summary.half_fit_time_exact
     if math.isnan(t):
-        return check(None, "the mode never reached target/2", half_fit_time=t, exact=exact)
+        return check(
+            None,
+            "the mode never reached target/2",
+            headline=f"the mode never reached target/2 (exact flow: t = {exact:.4g})",
+            half_fit_time=t,
+            exact=exact,
+        )
     rel = abs(t - exact) / exact
-    return check(rel < 0.02, half_fit_time=t, exact=exact, relative_error=rel)
+    ok = rel < HALF_FIT_RTOL
+    return check(
+        ok,
+        headline=f"half-fit time {t:.4g} vs exact flow {exact:.4g}: relative error {rel:.2g} "
+        f"(< {HALF_FIT_RTOL:g}) → {'pass' if ok else 'fail'}",
+        half_fit_time=t,
+        exact=exact,
+        relative_error=rel,
+    )
 
 
-def _converges(result: Result) -> object:
+def _converges(result: Result) -> Check:
     y = result.config.get("target", 2.0)
-    final = result.summary["final"]
-    return check(abs(final - y) < 1e-3 * abs(y), final=final, target=y)
+    final = result.summary.final
+    ok = abs(final - y) < FINAL_RTOL * abs(y)
+    return check(
+        ok,
+        headline=f"final a = {final:.6g} vs target {y:g}: |a − y| = {abs(final - y):.2g} "
+        f"(< {FINAL_RTOL * abs(y):.2g}) → {'pass' if ok else 'fail'}",
+        final=final,
+        target=y,
+    )
+
+
+def _invert_half_fit(summary: Summary) -> Summary:
+    """GD twice as slow as the flow."""
+    return dataclasses.replace(summary, half_fit_time=2 * summary.half_fit_time_exact)
+
+
+def _invert_converges(summary: Summary) -> Summary:
+    """The mode stuck on its plateau at a0."""
+    return dataclasses.replace(summary, final=summary.a0)
 
 
 CLAIMS = (
@@ -132,6 +176,7 @@ CLAIMS = (
         "gradient-flow time (logistic for L=2, a quadrature for L>=3)",
         expected="relative error < 2%",
         check=_half_fit,
+        invert=_invert_half_fit,
     ),
     Claim(
         id="SM-2",
@@ -139,6 +184,7 @@ CLAIMS = (
         statement="The mode converges to its target",
         expected="|a - y| < 1e-3·|y| at the end",
         check=_converges,
+        invert=_invert_converges,
     ),
 )
 
@@ -152,6 +198,7 @@ EXPERIMENT = Experiment(
     run=run,
     claims=CLAIMS,
     seeds={"smoke": 2, "default": 3, "paper": 5},
+    summary_cls=Summary,
     run_many=run_many,
     ensemble_key=lambda c: (c.depth, c.target, c.lr, c.max_time, c.log_every, c.init),
 )
