@@ -189,7 +189,6 @@ def _fake(points, fast=None, srank=3.0) -> Result:
             fast=fast,
             fast_target=dataclasses.replace(_TARGET, stable_rank=srank),
             srank_target=srank,
-            wall_time_s=0.0,
         )
     )
 

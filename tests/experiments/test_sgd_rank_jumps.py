@@ -187,7 +187,6 @@ def _summary(
         members=(member("gd", gd, rmse[0]), member("sgd", sgd, rmse[1]), member("flip", flip, 0.1)),
         phase_boundaries=(10,),
         chosen_scale=None,
-        wall_time_s=0.0,
     )
     return Result(summary=dataclasses.replace(s, chosen_scale=claims.choose_scale(s)))
 

@@ -247,13 +247,19 @@ def invert_one_way(summary):
 
 
 def invert_target_rank(summary):
-    """SGD ends two ranks above the target."""
-    high = summary.target_rank + 2
-    return _map_members(
+    """GD keeps its (overestimated) stage-0 rank at the largest λ scale, and SGD ends there
+    too, above the target."""
+    high = max(_stage0_rank(summary), summary.target_rank + 2)
+    stage0 = dataclasses.replace(summary.stage0, ranks={t: high for t in summary.stage0.ranks})
+    out = _map_members(
         summary,
         ("sgd",),
         lambda m: dataclasses.replace(m, final_rank={t: high for t in m.final_rank}),
     )
+    chosen = summary.chosen_scale
+    if chosen is None:
+        chosen = max(m.scale for m in summary.members)
+    return dataclasses.replace(out, stage0=stage0, chosen_scale=chosen)
 
 
 def invert_gd_keeps_rank(summary):

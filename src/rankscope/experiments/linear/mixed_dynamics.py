@@ -18,7 +18,6 @@ P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :func:`gram_gd_step`), and 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -154,7 +153,6 @@ class Summary:
     fast: PointResult
     fast_target: TargetInfo
     srank_target: float
-    wall_time_s: float
 
 
 PRESETS = {
@@ -242,7 +240,6 @@ def _settings(cfg: Config, n_iters: int) -> SimSettings:
 def run(config: Config, ctx: RunContext) -> Result:
     """Simulate the grid at ``d`` and the fast point at ``fast_d`` (GD and SC side by side)."""
     _validate(config)
-    t0 = time.perf_counter()
     dtype = getattr(torch, config.dtype)
     out: dict = {}
     grid = [(a, b) for a in config.gamma_sigma2 for b in config.gamma_w]
@@ -283,7 +280,6 @@ def run(config: Config, ctx: RunContext) -> Result:
         gd_impl=config.gd_impl,
         **out,
         srank_target=out["grid_target"].stable_rank,
-        wall_time_s=time.perf_counter() - t0,
     )
     return Result(summary=summary, records=ctx.log.freeze())
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -165,7 +164,6 @@ class Summary:
     members: tuple[Member, ...]
     phase_boundaries: tuple[int, ...]
     chosen_scale: float | None  # the largest λ scale at which GD kept its stage-0 rank
-    wall_time_s: float
 
 
 PRESETS = {
@@ -324,7 +322,6 @@ def _log_member(ctx: RunContext, m: Member, log_row) -> None:
 def run(config: Config, ctx: RunContext) -> Result:
     """Stage 0 (GD to a stationary point), then GD / SGD / flip members on the schedule."""
     _validate(config)
-    t0 = time.perf_counter()
     gen = ctx.generator
     target, _, _ = planted_matrix(config.dim, config.target_values, generator=gen)
     mask = observation_mask(config.dim, config.observed, generator=gen)
@@ -351,13 +348,8 @@ def run(config: Config, ctx: RunContext) -> Result:
         members=tuple(members),
         phase_boundaries=tuple(sum(steps[: i + 1]) for i in range(len(steps))),
         chosen_scale=None,
-        wall_time_s=0.0,
     )
-    summary = dataclasses.replace(
-        summary,
-        chosen_scale=_claims.choose_scale(summary),
-        wall_time_s=time.perf_counter() - t0,
-    )
+    summary = dataclasses.replace(summary, chosen_scale=_claims.choose_scale(summary))
     return Result(summary=summary, records=ctx.log.freeze())
 
 
