@@ -21,7 +21,7 @@ import torch
 from scipy.integrate import quad
 
 from rankscope.experiments.base import Check, Claim, Experiment, Result, RunContext, check
-from rankscope.train.errors import Diverged
+from rankscope.train import train
 
 __all__ = ["EXPERIMENT", "Config", "Summary", "half_fit_time"]
 
@@ -67,28 +67,43 @@ def _init_product(config: Config, rng: np.random.Generator) -> float:
     return float(config.init * (1.0 + 0.5 * rng.random()))
 
 
+class _HalfFit:
+    """Engine callback at every step: the first time (steps·lr) each mode reaches y/2, and the
+    mode values and losses at the logging steps."""
+
+    def __init__(self, config: Config, steps: int, log_cb) -> None:
+        self.depth, self.y, self.lr, self.steps = config.depth, config.target, config.lr, steps
+        self.log_every, self.log_cb = config.log_every, log_cb
+        self.half: torch.Tensor | None = None
+        self.a: torch.Tensor | None = None
+
+    def __call__(self, state) -> None:
+        (w,) = state.params
+        a = w.detach().prod(dim=1)  # (E,)
+        if self.half is None:
+            self.half = torch.full_like(a, math.nan)
+        crossed = torch.isnan(self.half) & (a >= self.y / 2)
+        self.half = torch.where(crossed, torch.full_like(a, state.step * self.lr), self.half)
+        if state.step % self.log_every == 0 or state.step == self.steps:
+            self.log_cb(state.step, a, 0.5 * (a - self.y) ** 2)
+        self.a = a
+
+
 def _run_batch(config: Config, a0: torch.Tensor, log_cb) -> tuple[np.ndarray, np.ndarray]:
-    """GD on E independent balanced modes at once; returns half-fit times and final values."""
+    """GD on E independent balanced modes at once (one model: the loss is the sum of the
+    members' ½(a − y)², so each member gets its own gradient); returns half-fit times and
+    final values."""
     L, y, lr = config.depth, config.target, config.lr
     w = a0.abs().pow(1.0 / L).unsqueeze(1).repeat(1, L)  # (E, L), balanced
     w.requires_grad_(True)
     steps = round(config.max_time / lr)
-    half = torch.full_like(a0, math.nan)
-    for step in range(steps + 1):
-        a = w.prod(dim=1)  # (E,)
-        loss = 0.5 * (a - y) ** 2
-        if not bool(torch.isfinite(loss).all()):
-            raise Diverged(step, "loss", float(loss.detach().max()))
-        crossed = torch.isnan(half) & (a >= y / 2)
-        half = torch.where(crossed, torch.full_like(half, step * lr), half)
-        if step % config.log_every == 0 or step == steps:
-            log_cb(step, a.detach(), loss.detach())
-        if step == steps:
-            break
-        (grad,) = torch.autograd.grad(loss.sum(), w)
-        with torch.no_grad():
-            w -= lr * grad
-    return half.numpy(), a.detach().numpy()
+    tracker = _HalfFit(config, steps, log_cb)
+
+    def loss_fn(params: list[torch.Tensor]) -> torch.Tensor:
+        return (0.5 * (params[0].prod(dim=1) - y) ** 2).sum()
+
+    train([w], loss_fn, optimizer="gd", lr=lr, steps=steps, log_at=1, callbacks=[tracker])
+    return tracker.half.numpy(), tracker.a.numpy()
 
 
 def run(config: Config, ctx: RunContext) -> Result:
