@@ -21,15 +21,10 @@ import torch
 from rankscope.experiments.base import Experiment, Result, RunContext
 from rankscope.experiments.linear import _s2s_claims as claims
 from rankscope.experiments.linear._completion import gamma_transition
-from rankscope.experiments.linear._dln import (
-    gd_step,
-    log_spaced_steps,
-    planted_matrix,
-    prefix_products,
-    scaled_init,
-)
+from rankscope.experiments.linear._dln import log_spaced_steps, planted_matrix, scaled_init
 from rankscope.metrics import numerical_rank, singular_values
-from rankscope.train.errors import Diverged
+from rankscope.models import end_to_end
+from rankscope.train import train
 
 __all__ = [
     "CLAIMS",
@@ -189,7 +184,7 @@ class _ModeTracker:
     def update(self, step: int, s: torch.Tensor) -> np.ndarray:
         """Feed the spectra (E, d) at ``step``; returns the members whose rank changed."""
         k = self.target.size
-        cur = s[:, :k].numpy()
+        cur = s[:, :k].cpu().numpy()
         half = self.target / 2
         if self.prev is not None:
             new = np.isnan(self.times) & (cur > half) & (self.prev <= half)
@@ -209,39 +204,60 @@ class _ModeTracker:
         return bool(np.isfinite(self.times).all()) and step * self.lr >= settle * self.times.max()
 
 
+class _Spectra:
+    """Engine callback at every step: the spectrum of A_t for all members feeds the
+    :class:`_ModeTracker`; spectra, losses and ranks go to the records at the log-spaced
+    steps (and ranks whenever they change). Returns True (stop) once every mode is learned
+    and settled."""
+
+    def __init__(self, cfg: Config, tracker: _ModeTracker, target, tags, max_steps, ctx, span):
+        self.cfg, self.tracker, self.tags, self.max_steps = cfg, tracker, tags, max_steps
+        self.target = target
+        self.log_at = log_spaced_steps(max_steps, cfg.n_log)
+        self.ctx, self.span = ctx, span
+        self.step, self.s, self.loss = 0, None, None
+
+    def __call__(self, state) -> bool:
+        step, log = state.step, self.ctx.log
+        a = end_to_end([w.detach() for w in state.params])  # (E, d, d)
+        s = singular_values(a)  # (E, d)
+        loss = 0.5 * (a - self.target).square().sum((1, 2))  # ½‖A − A*‖² per member
+        changed = self.tracker.update(step, s)
+        done = self.tracker.done(step, self.cfg.settle) or step == self.max_steps
+        for e, tag in enumerate(self.tags):
+            if step in self.log_at or done:
+                log.log_vector("sv", s[e, : self.cfg.n_sv_logged], step=step, layer=tag)
+                log.log("loss", loss[e], step=step, layer=tag)
+            if changed[e] or step in self.log_at or done:
+                log.log("rank", self.tracker.sequences[e][-1], step=step, layer=tag)
+        if step % 500 == 0:
+            lo, hi = self.span
+            self.ctx.progress(lo + (hi - lo) * step / self.max_steps)
+        self.step, self.s, self.loss = step, s, loss
+        return done
+
+
 def _train_depth(
     cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, span
 ) -> list[DepthRun]:
-    """GD for every σ² of depth ``cfg.depths[i]`` as one batched ensemble."""
+    """GD for every σ² of depth ``cfg.depths[i]`` as one stacked ensemble."""
     depth, lr, sig2 = cfg.depths[i], float(cfg.lr[i]), tuple(cfg.sigma2[i])
     dims = [cfg.dim] + [cfg.width] * (depth - 1) + [cfg.dim]
     ws = scaled_init(dims, [math.sqrt(s) for s in sig2], generator=ctx.child_generator(depth))
+    ws = [w.to(ctx.device).requires_grad_(True) for w in ws]  # (E, n_ℓ, n_{ℓ−1}) each
     tgt = np.asarray(cfg.target, dtype=float)
     tracker = _ModeTracker(tgt, len(sig2), cfg.rank_eps * float(tgt.min()), lr)
     max_steps = math.ceil(cfg.max_time / lr)
-    log_at = log_spaced_steps(max_steps, cfg.n_log)
     tags = [sub_run_tag(depth, s) for s in sig2]
-    for step in range(max_steps + 1):
-        pre = prefix_products(ws)
-        resid = pre[-1] - target  # (E, d, d)
-        loss = 0.5 * resid.square().sum((1, 2))  # (E,)
-        if not bool(torch.isfinite(loss).all()):
-            raise Diverged(step, what=f"loss at depth {depth}", value=float(loss.max()))
-        s = singular_values(pre[-1])  # (E, d)
-        changed = tracker.update(step, s)
-        done = tracker.done(step, cfg.settle) or step == max_steps
-        for e in range(len(sig2)):
-            if step in log_at or done:
-                ctx.log.log_vector("sv", s[e, : cfg.n_sv_logged], step=step, layer=tags[e])
-                ctx.log.log("loss", loss[e], step=step, layer=tags[e])
-            if changed[e] or step in log_at or done:
-                ctx.log.log("rank", tracker.sequences[e][-1], step=step, layer=tags[e])
-        if done:
-            break
-        gd_step(ws, resid, lr, prefixes=pre)
-        if step % 500 == 0:
-            ctx.progress(span[0] + (span[1] - span[0]) * step / max_steps)
-    final_s = s[:, : len(tgt)]
+    target = target.to(ctx.device)
+    spectra = _Spectra(cfg, tracker, target, tags, max_steps, ctx, span)
+
+    def loss_fn(params: list[torch.Tensor]) -> torch.Tensor:
+        """Σ_e ½‖A_e − A*‖²: the members share nothing, so each gets its own gradient."""
+        return 0.5 * (end_to_end(params) - target).square().sum()
+
+    train(ws, loss_fn, optimizer="gd", lr=lr, steps=max_steps, log_at=1, callbacks=[spectra])
+    final_s = spectra.s[:, : len(tgt)]
     return [
         DepthRun(
             depth=depth,
@@ -251,9 +267,9 @@ def _train_depth(
             half_fit=tuple(float(t) for t in tracker.times[e]),
             rank_sequence=tuple(tracker.sequences[e]),
             initial_rank=tracker.sequences[e][0],
-            steps=step,
-            time=step * lr,
-            final_loss=float(loss[e]),
+            steps=spectra.step,
+            time=spectra.step * lr,
+            final_loss=float(spectra.loss[e]),
             final_sv=tuple(float(v) for v in final_s[e]),
         )
         for e, s2 in enumerate(sig2)
