@@ -20,18 +20,12 @@ import torch
 
 from rankscope.experiments.base import Experiment, Result, RunContext
 from rankscope.experiments.linear import _schatten_claims as claims
-from rankscope.experiments.linear._dln import (
-    gd_step,
-    log_spaced_steps,
-    planted_matrix,
-    prefix_products,
-    random_orthogonal,
-)
+from rankscope.experiments.linear._dln import log_spaced_steps, planted_matrix, random_orthogonal
 from rankscope.experiments.linear._scalar import global_minimizer, stationary_points
 from rankscope.metrics import singular_values
 from rankscope.metrics.expansion import depth_expansion, linear_representation_cost
-from rankscope.models.linear import balancedness, init_deep_linear
-from rankscope.train.errors import Diverged
+from rankscope.models.linear import balancedness, end_to_end, init_deep_linear
+from rankscope.train import train
 
 __all__ = [
     "CLAIMS",
@@ -152,21 +146,23 @@ def _penalized_fit(cfg: Config, i: int, y_mat, u, v, ctx: RunContext) -> Penaliz
         generator=ctx.child_generator(depth),
         dtype=torch.float64,
     )
+    ws = [w.to(ctx.device).requires_grad_(True) for w in ws]
     n_steps = math.ceil(cfg.train_time[i] / lr)
-    log_at = log_spaced_steps(n_steps, cfg.n_log)
     tag = f"L={depth}"
-    for step in range(n_steps + 1):
-        pre = prefix_products(ws)
-        resid = pre[-1] - y_mat
-        if step in log_at:
-            obj = 0.5 * resid.square().sum() + lam * sum(w.square().sum() for w in ws)
-            if not bool(torch.isfinite(obj)):
-                raise Diverged(step, what=f"objective at depth {depth}", value=float(obj))
-            ctx.log.log("objective", obj, step=step, layer=tag)
-            ctx.log.log_vector("sv", singular_values(pre[-1]), step=step, layer=tag)
-        if step < n_steps:
-            gd_step(ws, resid, lr, l2=lam, prefixes=pre)
-    a = pre[-1]
+
+    def loss_fn(params: list[torch.Tensor]) -> torch.Tensor:  # the engine adds λ‖θ‖²
+        return 0.5 * (end_to_end(params) - y_mat).square().sum()
+
+    def log_state(state) -> None:  # the objective J = ½‖A − Y‖² + λ‖θ‖² and the spectrum
+        ctx.log.log("objective", state.loss, step=state.step, layer=tag)
+        a = end_to_end([w.detach() for w in state.params])
+        ctx.log.log_vector("sv", singular_values(a), step=state.step, layer=tag)
+
+    log_at = log_spaced_steps(n_steps, cfg.n_log)
+    train(ws, loss_fn, optimizer="gd", lr=lr, steps=n_steps, l2=lam, log_at=log_at,
+          callbacks=[log_state])  # fmt: skip
+    ws = [w.detach() for w in ws]
+    a = end_to_end(ws)
     s = singular_values(a)
     proj = u.T @ a @ v  # (d, d); diagonal a_i = u_iᵀ A v_i on Y's directions
     offdiag = proj - torch.diag(torch.diagonal(proj))
@@ -198,15 +194,16 @@ def _expansion_fit(cfg: ExpansionConfig, depth: int, a_mat: torch.Tensor) -> Exp
     d = a_mat.shape[0]
     s_max = max(cfg.values)
     lr = cfg.lr / (depth * s_max ** (2 - 2 / depth))
-    ws = [torch.eye(d, dtype=torch.float64) for _ in range(depth)]
+    ws = [torch.eye(d, dtype=torch.float64, device=a_mat.device) for _ in range(depth)]
+    ws = [w.requires_grad_(True) for w in ws]
     n_steps = cfg.steps
-    for step in range(n_steps):
-        pre = prefix_products(ws)
-        resid = pre[-1] - a_mat
-        if step % 1000 == 0 and not bool(torch.isfinite(resid).all()):
-            raise Diverged(step, what=f"expansion fit at depth {depth}")
-        gd_step(ws, resid, lr, prefixes=pre)
-    a_fit = prefix_products(ws)[-1]
+
+    def loss_fn(params: list[torch.Tensor]) -> torch.Tensor:
+        return 0.5 * (end_to_end(params) - a_mat).square().sum()
+
+    train(ws, loss_fn, optimizer="gd", lr=lr, steps=n_steps)
+    ws = [w.detach() for w in ws]
+    a_fit = end_to_end(ws)
     s_true = torch.tensor(sorted(cfg.values, reverse=True), dtype=torch.float64)
     norm2 = float(sum(w.square().sum() for w in ws))
     exp = depth_expansion(s_true)
@@ -227,13 +224,14 @@ def _expansion_fit(cfg: ExpansionConfig, depth: int, a_mat: torch.Tensor) -> Exp
 
 def run(config: Config, ctx: RunContext) -> Result:
     y_mat, u, v = planted_matrix(config.dim, config.y, generator=ctx.generator)
+    y_mat, u, v = y_mat.to(ctx.device), u.to(ctx.device), v.to(ctx.device)
     fits = []
     for i in range(len(config.depths)):
         fits.append(_penalized_fit(config, i, y_mat, u, v, ctx))
         ctx.progress(0.7 * (i + 1) / len(config.depths))
     ex = config.expansion
     q = random_orthogonal(len(ex.values), generator=ctx.generator)
-    a_spd = q @ torch.diag(torch.tensor(ex.values, dtype=torch.float64)) @ q.T
+    a_spd = (q @ torch.diag(torch.tensor(ex.values, dtype=torch.float64)) @ q.T).to(ctx.device)
     expansion = []
     for j, depth in enumerate(ex.depths):
         expansion.append(_expansion_fit(ex, depth, a_spd))
