@@ -12,10 +12,11 @@ Run: ``RANKSCOPE_THREADS=1 python benchmarks/bench_ensemble.py [--quick] [--json
    one ensemble vs 8 sequential :func:`rankscope.train.train` runs, full-batch Adam and
    minibatch SGD; results must agree to float tolerance. Target (issue 4) ≥ 3×.
 
-The ensemble is timed two ways: with ``loss_fn=SupervisedLoss(...)`` (the autograd-free
-closed-form step, "closed") and with the equivalent ``lambda m, b: mse(m(b[0]), b[1])``
-(autograd, "autograd"); both give the same bits. Each timing is the best of ``repeats``
-interleaved measurements (the machine is shared); the load average is printed.
+The ensemble is :func:`rankscope.train.train` (the one engine, autograd) on a stacked
+:class:`~rankscope.models.DeepLinearEnsemble` / :class:`~rankscope.models.MLPEnsemble`
+(the hand-derived backward it once had is gone, see ``bench_closed_form.py``). Each timing is
+the best of ``repeats`` interleaved measurements (the machine is shared); the load average is
+printed.
 """
 
 from __future__ import annotations
@@ -28,17 +29,9 @@ import time
 import torch
 from torch import nn
 
+from rankscope.models import DeepLinearEnsemble, MLPEnsemble
 from rankscope.threads import requested_threads, set_threads
-from rankscope.train import (
-    DeepLinearEnsemble,
-    MLPEnsemble,
-    cross_entropy,
-    ensemble_speedup,
-    mse,
-    train,
-    train_ensemble,
-)
-from rankscope.train.losses import SupervisedLoss
+from rankscope.train import cross_entropy, ensemble_speedup, mse, train
 
 DEPTH = 4
 
@@ -115,14 +108,12 @@ def bench_dln(width: int, members: int, n: int, steps: int, repeats: int, naive_
         gens = [_gen(10 + e) for e in range(members)]
         return DeepLinearEnsemble([width] * (DEPTH + 1), sigma=width**-0.5, generators=gens)
 
-    ens, ens_ag = make_ens(), make_ens()
+    ens = make_ens()
     nets, opts = _naive_nets(ens, naive_count, lr)
-    closed = SupervisedLoss("mse")
-    autograd = lambda m, b: mse(m(b[0]), b[1])  # noqa: E731
+    loss = lambda m, b: mse(m(b[0]), b[1])  # noqa: E731
     runs = {
         "naive": lambda: _naive_steps(nets, opts, x, y, steps),
-        "closed": lambda: train_ensemble(ens, closed, lr=lr, steps=steps, data=(x, y)),
-        "autograd": lambda: train_ensemble(ens_ag, autograd, lr=lr, steps=steps, data=(x, y)),
+        "ensemble": lambda: train(ens, loss, lr=lr, steps=steps, data=(x, y)),
         "bmm": lambda: [bare() for _ in range(steps)],
     }
     bare = _bare_bmm_step(members, n, width)
@@ -132,14 +123,13 @@ def bench_dln(width: int, members: int, n: int, steps: int, repeats: int, naive_
             times[k].append(_best(fn, 1))
     best = {k: min(v) for k, v in times.items()}
     per_naive = best["naive"] / (steps * naive_count)
-    per_ens = best["closed"] / (steps * members)
-    per_ag = best["autograd"] / (steps * members)
+    per_ens = best["ensemble"] / (steps * members)
     step_flops = (3 * DEPTH - 1) * 2.0 * members * n * width * width
     rate_bmm = step_flops * steps / best["bmm"]
-    rate_ens = step_flops * steps / best["closed"]
+    rate_ens = step_flops * steps / best["ensemble"]
     # check: the naive nets trained on the same data from the same init agree with members
     check = make_ens()
-    train_ensemble(check, closed, lr=lr, steps=5, data=(x, y))
+    train(check, loss, lr=lr, steps=5, data=(x, y))
     nets2, opts2 = _naive_nets(make_ens(), 2, lr)
     _naive_steps(nets2, opts2, x, y, 5)
     err = max(
@@ -154,9 +144,6 @@ def bench_dln(width: int, members: int, n: int, steps: int, repeats: int, naive_
         "naive_us_per_net_step": per_naive * 1e6,
         "ensemble_us_per_net_step": per_ens * 1e6,
         "speedup": per_naive / per_ens,
-        "autograd_us_per_net_step": per_ag * 1e6,
-        "autograd_speedup": per_naive / per_ag,
-        "autograd_flops_fraction_of_bmm": best["bmm"] / best["autograd"],
         "model_speedup": ensemble_speedup(members, [width] * (DEPTH + 1), n),
         "bmm_gflops": rate_bmm / 1e9,
         "ensemble_gflops": rate_ens / 1e9,
@@ -186,28 +173,21 @@ def bench_mlp_lambdas(optimizer: str, steps: int, repeats: int, dtype: torch.dty
             nets.append(net)
         return nets
 
-    def ensemble(loss_fn):
+    def ensemble():
         ens = MLPEnsemble(dims, generators=[_gen(20 + e) for e in range(8)], dtype=dtype)
         gens = [_gen(40 + e) for e in range(8)]
-        train_ensemble(
-            ens, loss_fn, steps=steps, data=(x, labels), l2=lams, generators=gens, **opts
-        )
+        train(ens, loss, steps=steps, data=(x, labels), l2=lams, generator=gens, **opts)
         return ens
 
-    runs = {
-        "sequential": sequential,
-        "closed": lambda: ensemble(SupervisedLoss("cross_entropy")),
-        "autograd": lambda: ensemble(loss),
-    }
+    runs = {"sequential": sequential, "ensemble": ensemble}
     times = {k: [] for k in runs}
     for _ in range(repeats):
         for k, fn in runs.items():
             times[k].append(_best(fn, 1))
     best = {k: min(v) for k, v in times.items()}
-    nets, ens, ens_ag = (fn() for fn in runs.values())
+    nets, ens = (fn() for fn in runs.values())
     err = max(
-        float((n.weights[l].detach() - m.weights[l][e].detach()).abs().max())
-        for m in (ens, ens_ag)
+        float((n.weights[l].detach() - ens.weights[l][e].detach()).abs().max())
         for e, n in enumerate(nets)
         for l in range(len(dims) - 1)
     )
@@ -216,10 +196,8 @@ def bench_mlp_lambdas(optimizer: str, steps: int, repeats: int, dtype: torch.dty
         "dtype": str(dtype).replace("torch.", ""),
         "steps": steps,
         "sequential_s": best["sequential"],
-        "ensemble_s": best["closed"],
-        "speedup": best["sequential"] / best["closed"],
-        "autograd_ensemble_s": best["autograd"],
-        "autograd_speedup": best["sequential"] / best["autograd"],
+        "ensemble_s": best["ensemble"],
+        "speedup": best["sequential"] / best["ensemble"],
         "max_abs_diff": err,
     }
 
@@ -243,9 +221,7 @@ def main() -> None:
             f"{r['ensemble_us_per_net_step']:.1f} us/net-step -> {r['speedup']:.1f}x "
             f"(model {r['model_speedup']:.1f}x); ensemble {r['ensemble_gflops']:.2f} GFLOP/s = "
             f"{100 * r['flops_fraction_of_bmm']:.0f}% of bare bmm {r['bmm_gflops']:.2f} GFLOP/s; "
-            f"max|diff| {r['max_abs_diff_vs_naive']:.1e} | autograd loss_fn "
-            f"{r['autograd_us_per_net_step']:.1f} us/net-step -> {r['autograd_speedup']:.1f}x, "
-            f"{100 * r['autograd_flops_fraction_of_bmm']:.0f}% of bmm"
+            f"max|diff| {r['max_abs_diff_vs_naive']:.1e}"
         )
     mlp_steps = 10 if args.quick else 30
     for optimizer, dtype in (
@@ -258,8 +234,7 @@ def main() -> None:
         print(
             f"MLP 8 lambdas, {optimizer} {r['dtype']}, {r['steps']} steps: sequential "
             f"{r['sequential_s']:.2f} s, ensemble {r['ensemble_s']:.2f} s -> "
-            f"{r['speedup']:.2f}x (autograd loss_fn {r['autograd_ensemble_s']:.2f} s -> "
-            f"{r['autograd_speedup']:.2f}x); max|diff| {r['max_abs_diff']:.1e}"
+            f"{r['speedup']:.2f}x; max|diff| {r['max_abs_diff']:.1e}"
         )
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:

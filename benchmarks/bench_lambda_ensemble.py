@@ -6,7 +6,7 @@ full-batch Adam with the penalty (λ/2)·Σ‖W‖², for 8 values of λ. Both s
 from its own seeded init and run the same number of steps:
 
 - sequential: 8 × :func:`rankscope.train.train` (torch.optim.Adam), one network after another;
-- ensemble: one :class:`rankscope.train.MLPEnsemble` with per-member l2, one batched step.
+- ensemble: one :class:`rankscope.models.MLPEnsemble` with per-member l2, one batched step.
 
 ``--batch-size B`` switches both sides to minibatch Adam with the same batch sequence (the
 regime of `sgd-weight-decay-rank`, where a step is small and per-op overhead dominates; at
@@ -32,9 +32,10 @@ import torch
 
 from rankscope.experiments.collapse.data import digits_split
 from rankscope.experiments.collapse.fit import ce_loss
+from rankscope.models import MLPEnsemble
 from rankscope.models.mlp import MLP
 from rankscope.threads import requested_threads, set_threads
-from rankscope.train import MLPEnsemble, train, train_ensemble
+from rankscope.train import train
 
 DIMS = [64, 64, 64, 64, 10]
 LAMS = [1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
@@ -65,7 +66,7 @@ def sequential(x, y, steps: int, dtype, batch: int | None) -> list[list[torch.Te
 
 def ensemble(x, y, steps: int, dtype, batch: int | None) -> list[list[torch.Tensor]]:
     ens = MLPEnsemble(DIMS, generators=[_gen(e) for e in range(len(LAMS))], dtype=dtype)
-    train_ensemble(
+    train(
         ens,
         ce_loss,
         optimizer="adam",
@@ -75,7 +76,7 @@ def ensemble(x, y, steps: int, dtype, batch: int | None) -> list[list[torch.Tens
         l2=[lam / 2 for lam in LAMS],
         batch_size=batch,
         batches="shared",
-        generators=torch.Generator().manual_seed(7),
+        generator=torch.Generator().manual_seed(7),
     )
     return [[w[e].detach().clone() for w in ens.weights] for e in range(len(LAMS))]
 

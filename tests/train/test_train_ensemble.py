@@ -1,4 +1,4 @@
-"""Vectorized ensembles: every member equals an independent train() run with its settings."""
+"""Vectorized ensembles through the one engine: every member equals an independent E = 1 run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from rankscope.models import MLP, DeepLinear
+from rankscope.records import RecordLog
 from rankscope.train import (
     DeepLinearEnsemble,
     LogEndToEndSpectrum,
@@ -99,7 +100,7 @@ def _check_member_equals_independent(kind, optimizer, batch_size, batches, scale
         )
         singles.append((net, res))
     gens = _gen(100) if batches == "shared" else [_batch_gen(e, batches) for e in range(3)]
-    eres = train_ensemble(
+    eres = train(
         ens,
         loss,
         optimizer=optimizer,
@@ -109,7 +110,7 @@ def _check_member_equals_independent(kind, optimizer, batch_size, batches, scale
         batch_size=batch_size,
         batches=batches,
         l2=L2S,
-        generators=gens,
+        generator=gens,
         log_at=at,
         callbacks=cbs,
     )
@@ -144,7 +145,7 @@ def test_product_loss_ensemble_with_per_member_scale() -> None:
     ens = DeepLinearEnsemble(
         [4, 6, 6, 4], sigma=sig, generators=[_gen(s) for s in SEEDS], dtype=torch.float64
     )
-    train_ensemble(ens, lambda m: half_sse(m.product(), target), lr=0.05, steps=40, l2=L2S)
+    train(ens, lambda m: half_sse(m.product(), target), lr=0.05, steps=40, l2=L2S)
     for e in range(3):
         net = DeepLinear([4, 6, 6, 4], sigma=sig[e], generator=_gen(SEEDS[e]), dtype=torch.float64)
         train(net, lambda m: half_sse(m.product(), target), lr=0.05, steps=40, l2=L2S[e])
@@ -159,7 +160,7 @@ def test_divergent_member_is_masked_and_the_others_are_untouched(optimizer) -> N
     ens = DeepLinearEnsemble(
         [3, 4, 4, 3], sigma=0.5, generators=[_gen(s) for s in SEEDS], dtype=torch.float64
     )
-    eres = train_ensemble(
+    eres = train(
         ens,
         loss,
         optimizer=optimizer,
@@ -167,6 +168,7 @@ def test_divergent_member_is_masked_and_the_others_are_untouched(optimizer) -> N
         steps=60,
         log_at=5,
         callbacks=[LogLoss(), LogWeightSpectra()],
+        on_diverge="stop",
     )
     assert eres.status[1] == "diverged" and eres.status[0] == eres.status[2] == "completed"
     for e in range(3):
@@ -197,7 +199,7 @@ def test_stop_freezes_members_individually() -> None:
     ens = DeepLinearEnsemble(
         [3, 3], sigma=0.1, generators=[_gen(s) for s in SEEDS], dtype=torch.float64
     )
-    eres = train_ensemble(
+    eres = train(
         ens,
         lambda m: half_sse(m.product(), target),
         lr=[0.5, 0.005, 0.5],
@@ -222,7 +224,7 @@ def test_float32_adam_members_match_torch_adam() -> None:
     x, y_reg, _ = _data()
     x, y = x.float(), y_reg.float()
     ens = MLPEnsemble([6, 16, 3], generators=[_gen(s) for s in SEEDS])
-    train_ensemble(
+    train(
         ens,
         lambda m, b: mse(m(b[0]), b[1]),
         optimizer="adam",
@@ -250,15 +252,15 @@ def test_bad_arguments_raise_clearly() -> None:
     ens = DeepLinearEnsemble([2, 2], sigma=1.0, generators=[_gen(0), _gen(1)])
     loss = lambda m: half_sse(m.product(), torch.eye(2))  # noqa: E731
     with pytest.raises(ValueError, match="L-BFGS runs per member"):
-        train_ensemble(ens, loss, optimizer="lbfgs", lr=1.0, steps=1)
+        train(ens, loss, optimizer="lbfgs", lr=1.0, steps=1)
     with pytest.raises(ValueError, match="one float or 2 floats"):
-        train_ensemble(ens, loss, lr=[0.1, 0.2, 0.3], steps=1)
+        train(ens, loss, lr=[0.1, 0.2, 0.3], steps=1)
     with pytest.raises(ValueError, match="finite and > 0"):
-        train_ensemble(ens, loss, lr=[0.1, -1.0], steps=1)
+        train(ens, loss, lr=[0.1, -1.0], steps=1)
     with pytest.raises(ValueError, match=r"must return shape \(2,\)"):
-        train_ensemble(ens, lambda m: m.product().sum(), lr=0.1, steps=1)
+        train(ens, lambda m: m.product().sum(), lr=0.1, steps=1)
     with pytest.raises(TypeError, match=r"list of 2 torch\.Generator"):
-        train_ensemble(
+        train(
             ens,
             lambda m, b: m(b[0]).sum((1, 2)),
             optimizer="sgd",
@@ -266,7 +268,7 @@ def test_bad_arguments_raise_clearly() -> None:
             steps=1,
             data=torch.ones(4, 2),
             batch_size=2,
-            generators=[_gen(0)],
+            generator=[_gen(0)],
         )
     with pytest.raises(TypeError, match=r"torch\.Generator"):
         DeepLinearEnsemble([2, 2], sigma=1.0, generators=[0, 1])
@@ -290,11 +292,11 @@ def test_two_phase_protocol_with_step_offset_matches_the_loop() -> None:
     loss = lambda m, b: cross_entropy(m(b[0]), b[1])  # noqa: E731
     ens = MLPEnsemble([6, 8, 3], generators=[_gen(s) for s in SEEDS], dtype=torch.float64)
     gens = [_gen(200 + e) for e in range(3)]
-    first = train_ensemble(ens, loss, optimizer="adam", lr=1e-2, steps=10, data=(x, y), l2=L2S,
+    first = train(ens, loss, optimizer="adam", lr=1e-2, steps=10, data=(x, y), l2=L2S,
                            log_at=5, callbacks=[LogLoss()])  # fmt: skip
-    second = train_ensemble(ens, loss, optimizer="sgd", lr=0.1, steps=10, data=(x, y), l2=L2S,
-                            batch_size=16, generators=gens, log_at=5, callbacks=[LogLoss()],
-                            logs=first.logs, step_offset=10)  # fmt: skip
+    second = train(ens, loss, optimizer="sgd", lr=0.1, steps=10, data=(x, y), l2=L2S,
+                            batch_size=16, generator=gens, log_at=5, callbacks=[LogLoss()],
+                            log=first.logs, step_offset=10)  # fmt: skip
     assert second.history["step"].tolist() == [10, 15, 20]
     assert second.member(0).steps == 10
     for e in range(3):
@@ -308,3 +310,29 @@ def test_two_phase_protocol_with_step_offset_matches_the_loop() -> None:
         assert recs.series("loss")[0].tolist() == [0, 5, 10, 10, 15, 20]
         np.testing.assert_allclose(mine.value, recs.value, rtol=1e-9)
         assert_close(ens.member(e).weights[1].detach(), net.weights[1].detach(), **F64)
+
+
+def test_train_ensemble_is_train_with_the_old_keyword_names() -> None:
+    """Kept until callers move: generators= / logs= map to generator= / log=, divergence stops."""
+    x, _, y = _data()
+    loss = lambda m, b: cross_entropy(m(b[0]), b[1])  # noqa: E731
+    kw = {"optimizer": "sgd", "lr": [0.1, 0.2, 1e300], "steps": 12, "data": (x, y),
+          "batch_size": 8, "log_at": 4, "callbacks": [LogLoss()]}  # fmt: skip
+    runs = []
+    for old in (True, False):
+        ens = MLPEnsemble([6, 8, 3], generators=[_gen(s) for s in SEEDS], dtype=torch.float64)
+        gens, logs = [_gen(300 + e) for e in range(3)], [RecordLog() for _ in range(3)]
+        if old:
+            res = train_ensemble(ens, loss, generators=gens, logs=logs, **kw)
+        else:
+            res = train(ens, loss, generator=gens, log=logs, on_diverge="stop", **kw)
+        assert res.logs == logs
+        runs.append((ens, res))
+    (a, ra), (b, rb) = runs
+    assert ra.status == rb.status and ra.status[2] == "diverged"
+    for wa, wb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(wa[:2], wb[:2])
+    np.testing.assert_array_equal(ra.history["loss"], rb.history["loss"])
+    assert [r.freeze().value.tolist() for r in ra.logs] == [
+        r.freeze().value.tolist() for r in rb.logs
+    ]

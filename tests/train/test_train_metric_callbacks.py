@@ -15,7 +15,6 @@ from rankscope.train import (
     MLPEnsemble,
     cross_entropy,
     train,
-    train_ensemble,
 )
 
 DIMS = [6, 12, 12, 3]
@@ -87,7 +86,7 @@ def test_ensemble_members_log_what_independent_runs_log():
         DIMS, generators=[torch.Generator().manual_seed(s) for s in seeds], dtype=torch.float64
     )
     cbs = [LogRanks(), LogCollapse(x, y, 3)]
-    res = train_ensemble(
+    res = train(
         ens,
         _loss,
         optimizer="gd",

@@ -114,9 +114,11 @@ class MLP(nn.Module):
         return len(self.weights)
 
     def _layer(self, h: torch.Tensor, l: int) -> torch.Tensor:
-        z = h @ self.weights[l].mT  # (N, n_l)
+        # rows h (N, n_{l−1}) -> (N, n_l); a stacked ensemble (models.ensembles) runs the same
+        # code with W (E, n_l, n_{l−1}), b (E, n_l) and h (N, ·) shared or (E, N, ·)
+        z = h @ self.weights[l].mT
         if self.biases is not None:
-            z = z + self.biases[l]
+            z = z + self.biases[l].unsqueeze(-2)
         return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, n_0) -> (N, n_L)

@@ -1,8 +1,8 @@
 """Minibatch index streams drawn only from a ``generator``.
 
-The same :class:`BatchSampler` is used by :func:`rankscope.train.train` and, once per member,
-by :func:`rankscope.train.train_ensemble`, so ensemble member e sees exactly the batches an
-independent run with the same batch generator sees.
+:func:`rankscope.train.train` uses one :class:`BatchSampler` for a single model and one per
+member of an ensemble, so ensemble member e sees exactly the batches an independent run with
+the same batch generator sees.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Ready callbacks: write measurements into the run's :class:`~rankscope.records.RecordLog`.
 
-Each works for both loops: on a :class:`~rankscope.train.loop.TrainState` it writes to
-``state.log``; on an :class:`~rankscope.train.ensemble.EnsembleState` it computes the
-quantity for all members at once (batched SVD) and writes member e's values to
-``state.logs[e]`` for every active member, so member e's records equal those of an
-independent run. Layer tags are ``W1…WL`` for DeepLinear/MLP models (see ``named_weights``).
+Each takes the engine's :class:`~rankscope.train.state.TrainState`. For a single model it
+writes to ``state.log``; for a stacked ensemble (``state.stacked``) it computes the quantity
+for all members at once (batched SVD) and writes member e's values to ``state.logs[e]`` for
+every active member, so member e's records equal those of an independent run. Layer tags are
+``W1…WL`` for DeepLinear/MLP models (see ``named_weights``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import torch
 
 from rankscope.metrics import nc1, numerical_rank, singular_values, stable_rank, tcv1, tcv2
 from rankscope.models.linear import end_to_end
-from rankscope.train.ensemble import EnsembleState
-from rankscope.train.loop import named_weights
+from rankscope.train.state import TrainState, named_weights
 
 __all__ = [
     "LogCollapse",
@@ -28,9 +27,9 @@ __all__ = [
 ]
 
 
-def ensemble_weights(state: EnsembleState) -> list[tuple[str, torch.Tensor]]:
+def ensemble_weights(state: TrainState) -> list[tuple[str, torch.Tensor]]:
     """(tag, detached (E, n_l, n_{l−1})) for the stacked weight matrices of an ensemble."""
-    return [(f"W{i + 1}", w.detach()) for i, w in enumerate(state.model.weights)]
+    return state.weights()
 
 
 class LogLoss:
@@ -40,7 +39,7 @@ class LogLoss:
         self.name, self.data_name = name, data_name
 
     def __call__(self, state) -> None:
-        if isinstance(state, EnsembleState):
+        if state.stacked:
             for e in state.members():
                 state.logs[e].log(self.name, float(state.losses[e]), step=state.step)
                 state.logs[e].log(self.data_name, float(state.data_losses[e]), step=state.step)
@@ -63,7 +62,7 @@ class LogWeightSpectra:
         return self.layers is None or tag in self.layers
 
     def __call__(self, state) -> None:
-        if isinstance(state, EnsembleState):
+        if state.stacked:
             members = state.members()
             for tag, w in ensemble_weights(state):
                 if self._keep(tag) and members:
@@ -81,7 +80,7 @@ class LogEndToEndSpectrum:
     """Logs the singular values of the end-to-end product A = W_L⋯W_1 of a deep linear net.
 
     Works for :class:`~rankscope.models.DeepLinear`, a plain list of factors, and
-    :class:`~rankscope.train.ensemble.DeepLinearEnsemble`. ``layer`` is the tag written
+    :class:`~rankscope.models.ensembles.DeepLinearEnsemble`. ``layer`` is the tag written
     (default ``""``).
     """
 
@@ -89,7 +88,7 @@ class LogEndToEndSpectrum:
         self.name, self.layer = name, layer
 
     def __call__(self, state) -> None:
-        if isinstance(state, EnsembleState):
+        if state.stacked:
             members = state.members()
             if not members:
                 return
@@ -128,7 +127,7 @@ class LogRanks:
         return out
 
     def __call__(self, state) -> None:
-        if isinstance(state, EnsembleState):
+        if state.stacked:
             members = state.members()
             for tag, w in ensemble_weights(state):
                 if members and (self.layers is None or tag in self.layers):
@@ -175,7 +174,7 @@ class LogCollapse:
             raise TypeError("LogCollapse needs a model with forward_with_hidden (MLP, MLPEnsemble)")
         with torch.no_grad():
             _, hs, _ = model.forward_with_hidden(self.x)
-        if isinstance(state, EnsembleState):
+        if state.stacked:
             for e in state.members():
                 for l, h in enumerate(hs[1:], start=1):
                     for name, v in self._stats(h[e]).items():

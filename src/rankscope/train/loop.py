@@ -1,20 +1,28 @@
-"""One readable training loop: full-batch GD, minibatch SGD, Adam and L-BFGS.
+"""The training engine: one loop for a single model and for an ensemble of E members.
 
-Objective (definitions §0, "Weight decay"): the penalty is added to the loss, never passed
-to the optimizer as ``weight_decay``:
+A single model (an ``nn.Module`` or a list of leaf tensors) is E = 1. A stacked ensemble (a
+module with a ``size``, e.g. :class:`~rankscope.models.ensembles.MLPEnsemble`) is E members
+whose parameters carry the member dimension first; ``loss_fn`` then returns (E,) and members
+may differ in ``lr``, ``l2``, batches and logs. Each member e minimises (definitions §0)
 
-    J(θ) = loss_fn(model[, batch]) + l2 · Σ_{W ∈ penalized} ‖W‖_F²
+    J_e(θ_e) = loss_fn(model[, batch])[e] + l2_e · Σ_{W ∈ penalized} ‖W_e‖_F²
 
-``l2_params="weights"`` (default) penalizes every parameter with ≥ 2 dims (weight matrices,
-not biases); ``"all"`` penalizes every parameter. A spec written as (λ/2)Σ‖W‖² (collapse.md)
-passes ``l2=λ/2``; linear.md's λ‖θ‖² passes ``l2=λ``; torch's ``weight_decay=λ'`` is
-``l2=λ'/2``.
+(:mod:`rankscope.train.objective`). Summing the J_e and back-propagating once gives every
+member its own gradient, because members share nothing.
 
-Step s means "after s updates". At every step the loss of the current parameters on the
-step's batch is computed once and used both for the update and for logging; at the logging
-steps (``log_at``) the callbacks see a :class:`TrainState`. A NaN/Inf loss raises
-:class:`~rankscope.train.errors.Diverged` (``on_diverge="raise"``) or ends the run with
-status ``"diverged"`` (``on_diverge="stop"``).
+Step s means "after s updates". At every visited step the objective of the current
+parameters on the step's batch is computed once and used both for the update and for
+logging; at the logging steps (``log_at``) the callbacks see a :class:`TrainState`. A member
+whose objective is NaN/Inf is frozen (parameters and optimizer state kept) with status
+``"diverged"``; a callback or ``stop`` returning True (or an (E,) bool tensor) freezes
+(those) members with status ``"stopped"``. Both happen in :class:`~rankscope.train.members.
+Members`, the same for E = 1 and E > 1. ``on_diverge="raise"`` raises
+:class:`~rankscope.train.errors.Diverged` at the first NaN/Inf (the runner records the run as
+diverged); ``"stop"`` lets the other members go on and reports the status.
+
+Methods (:mod:`rankscope.train.methods`): ``"gd"``, ``"sgd"``, ``"adam"``, ``"lbfgs"`` (E = 1),
+a callable ``params -> torch.optim.Optimizer``, and ``"flow"``, the exact gradient flow
+(:mod:`rankscope.train.flow`; step s is time s·lr).
 """
 
 from __future__ import annotations
@@ -23,256 +31,252 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from rankscope.records import RecordLog
+from rankscope.train.batched_optim import check_lr_vector
 from rankscope.train.batches import BatchSampler, as_data, take
 from rankscope.train.errors import Diverged
+from rankscope.train.members import Members
+from rankscope.train.methods import METHODS, make_method
+from rankscope.train.objective import Objective
 from rankscope.train.schedule import resolve_log_at
+from rankscope.train.state import TrainResult, TrainState, named_weights
 
-__all__ = ["OPTIMIZERS", "TrainResult", "TrainState", "named_weights", "train"]
+__all__ = ["OPTIMIZERS", "train"]
 
-OPTIMIZERS = ("gd", "sgd", "adam", "lbfgs")
-_LBFGS_DEFAULTS = {
-    "max_iter": 20,
-    "history_size": 100,
-    "tolerance_grad": 1e-10,
-    "tolerance_change": 1e-14,
-    "line_search_fn": "strong_wolfe",
-}
+OPTIMIZERS = METHODS
 
 
-@dataclass
-class TrainState:
-    """What a callback sees at a logging step (parameters are those after ``step`` updates)."""
+def train(
+    model: nn.Module | Iterable[torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor],
+    *,
+    optimizer: str | Callable[[list[torch.Tensor]], Any] = "gd",
+    lr=None,
+    steps: int,
+    data: Any = None,
+    batch_size: int | None = None,
+    sampling: str = "shuffle",
+    batches: str = "per_member",
+    l2=0.0,
+    l2_params: str = "weights",
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    log_at: int | Iterable[int] | None = None,
+    callbacks: Sequence[Callable[[TrainState], Any]] = (),
+    log: RecordLog | Sequence[RecordLog] | None = None,
+    dtype: torch.dtype | None = None,
+    optimizer_options: dict | None = None,
+    stop: Callable[[int, Any], Any] | None = None,
+    on_diverge: str = "raise",
+    step_offset: int = 0,
+) -> TrainResult:
+    """Train ``model`` in place and return a :class:`TrainResult` (module docstring).
 
-    step: int
-    loss: float  # objective J on this step's batch (data loss + penalty)
-    data_loss: float  # loss_fn alone
-    model: nn.Module | None
-    params: list[torch.Tensor]
-    optimizer: torch.optim.Optimizer
-    log: RecordLog
-    layer_names: list[str] = field(default_factory=list)  # tags of the weight matrices
+    ``loss_fn(model)`` without data, ``loss_fn(model, batch)`` with ``data`` (a tensor or a
+    tuple of tensors sharing dim 0; ``batch`` is the same tuple restricted to the step's rows,
+    (E, B, ...) for per-member batches). ``model`` is the module, or the list of tensors when
+    those were passed. It returns a scalar (single model) or (E,) (ensemble).
 
-    def weights(self) -> list[tuple[str, torch.Tensor]]:
-        """(tag, detached matrix) for every penalizable weight (≥ 2-D parameter)."""
-        return named_weights(self.model if self.model is not None else self.params)
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :func:`train`. ``history`` holds arrays ``step``, ``loss``, ``data_loss``
-    at the logging steps. ``status`` is ``"completed"``, ``"stopped"`` (a callback or
-    ``stop`` asked) or ``"diverged"`` (then ``diverged_step`` is set)."""
-
-    status: str
-    steps: int
-    final_loss: float
-    history: dict[str, np.ndarray]
-    log: RecordLog
-    diverged_step: int | None = None
-    wall_time: float = 0.0
-
-
-def named_weights(
-    model_or_params: nn.Module | Sequence[torch.Tensor],
-) -> list[tuple[str, torch.Tensor]]:
-    """Tags and detached values of the weight matrices (parameters with ≥ 2 dims).
-
-    Models holding a ``weights`` list (DeepLinear, MLP) are tagged W1…WL as in the papers;
-    other modules use their parameter names; a plain list uses W1, W2, … in order.
+    ``optimizer``: ``"gd"`` (full batch), ``"sgd"`` (``batch_size`` rows per step drawn from
+    ``generator``, ``sampling`` "shuffle" or "replace"), ``"adam"`` (full batch, or minibatch
+    with ``batch_size``), ``"lbfgs"`` (single model, full batch, strong-Wolfe line search;
+    one step = one ``LBFGS.step`` of up to ``optimizer_options["max_iter"]`` = 20
+    iterations), ``"flow"`` (exact gradient flow, full batch, float64; ``lr`` is the time of
+    one step, see :class:`~rankscope.train.flow.Flow` for its options), or a callable
+    ``params -> optimizer`` (then ``lr`` is not given: the factory sets it).
+    ``lr``, ``l2``: one float, or E values for an ensemble. ``generator``: one
+    ``torch.Generator``, or E of them for an ensemble with ``batches="per_member"`` (member e
+    draws its batches exactly as an independent run with ``generator[e]``); ``batches=
+    "shared"`` draws one batch for all members from one generator. ``log``: one RecordLog, or
+    E for an ensemble. ``log_at``: None (0 and ``steps``), an interval, or explicit steps
+    (see :func:`log_steps`).
+    ``stop(step, loss)`` is checked at every step: ``loss`` is a float for a single model
+    (under L-BFGS, between logging steps, the one at the start of the previous step) and the
+    (E,) objectives for an ensemble. ``step_offset`` is added to every reported step
+    (callbacks, history, records, Diverged), so a second phase (e.g. Adam then SGD) continues
+    the step axis; ``log_at`` and the result's ``steps`` count within this call.
     """
-    if isinstance(model_or_params, nn.Module):
-        ws = getattr(model_or_params, "weights", None)
-        if isinstance(ws, nn.ParameterList):
-            return [(f"W{i + 1}", w.detach()) for i, w in enumerate(ws)]
-        return [(n, p.detach()) for n, p in model_or_params.named_parameters() if p.ndim >= 2]
-    mats = [p for p in model_or_params if p.ndim >= 2]
-    return [(f"W{i + 1}", p.detach()) for i, p in enumerate(mats)]
+    # what is trained: E members (E = 1 for a plain module or a list of tensors)
+    subject, params, size, stacked = _resolve(model, dtype)
+    _check_args(optimizer, steps, data, batch_size, batches, l2_params, on_diverge, stacked)
+    lr = _rates(lr, size, stacked, "lr", optimizer)
+    l2 = _rates(l2, size, stacked, "l2", optimizer)
+    objective = Objective(subject, loss_fn, params, l2, l2_params, size=size, stacked=stacked)
+    method = make_method(
+        optimizer, objective, lr, optimizer_options, stacked=stacked, step_offset=step_offset
+    )
+    data = as_data(data, dtype)
+    next_batch = _batches(data, batch_size, batches, generator, sampling, size, stacked)
+    logs = _logs(log, size, stacked)
+    log_steps_ = resolve_log_at(log_at, steps)
+    names = [n for n, _ in named_weights(subject, stacked=stacked)]
+    members = Members(size, step_offset + steps)
+    raise_on_diverge = on_diverge == "raise"
+    module = subject if isinstance(subject, nn.Module) else None  # what callbacks see as model
+    start = time.perf_counter()
+
+    visits = list(method.visits(steps, log_steps_, stop is not None))
+    for step, next_step in zip(visits, [*visits[1:], None]):
+        at = step_offset + step
+        batch = next_batch()
+        losses, data_losses = method.losses(batch, step in log_steps_)  # (E,) each
+        if losses is not None:  # (None: L-BFGS off the logging steps evaluates its own)
+            members.observe(at, losses)  # the one divergence check: NaN/Inf freezes a member
+        if members.n_active == 0 or (raise_on_diverge and members.n_diverged):
+            break
+        if step in log_steps_:
+            state = TrainState(
+                at, members.masked(losses), members.masked(data_losses), members.active.clone(),
+                module, params, method.optimizer, logs, names, stacked,
+            )  # fmt: skip
+            members.record(state)
+            for cb in callbacks:
+                members.request_stop(at, cb(state))
+        if stop is not None and step < steps:
+            members.request_stop(at, stop(at, members.stop_value(stacked)))
+        if method.halted:  # the flow's own terminal event (stop_at_loss) ended the run here
+            members.request_stop(at, True)
+        if next_step is None or members.n_active == 0:
+            break
+        seen = method.advance(losses, batch, members.mask(), (step, next_step))
+        if seen is not None:  # L-BFGS: the objective at the parameters it started from
+            members.observe(at, seen)
+            if members.n_active == 0 or (raise_on_diverge and members.n_diverged):
+                break
+
+    wall = time.perf_counter() - start
+    extra = method.finish(batch)  # the flow's trajectory
+    result = members.result(step, logs, stacked=stacked, step_offset=step_offset, wall_time=wall,
+                            **extra)  # fmt: skip
+    if raise_on_diverge and members.n_diverged:
+        e, at, value = members.first_divergence()
+        raise Diverged(at, "loss" if size == 1 else f"loss of member {e}", value)
+    return result
 
 
-def _resolve(model_or_params, dtype) -> tuple[nn.Module | None, list[torch.Tensor]]:
-    if isinstance(model_or_params, nn.Module):
+def _resolve(model, dtype) -> tuple[Any, list[torch.Tensor], int, bool]:
+    """(subject handed to loss_fn, trained parameters, E, stacked)."""
+    if isinstance(model, nn.Module):
         if dtype is not None:
-            model_or_params.to(dtype)
-        params = [p for p in model_or_params.parameters() if p.requires_grad]
-        model = model_or_params
-    else:
-        params, model = list(model_or_params), None
-        for i, p in enumerate(params):
-            if not isinstance(p, torch.Tensor) or not p.is_leaf or not p.requires_grad:
-                raise TypeError(f"params[{i}] must be a leaf tensor with requires_grad=True")
-            if dtype is not None and p.dtype != dtype:
-                p.data = p.data.to(dtype)
+            model.to(dtype)
+        params = [p for p in model.parameters() if p.requires_grad]
+        size = getattr(model, "size", None)
+        stacked = size is not None
+        if stacked:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise TypeError(f"an ensemble's size must be an int >= 1, got {size!r}")
+            bad = [tuple(p.shape) for p in params if p.ndim == 0 or p.shape[0] != size]
+            if bad:
+                raise ValueError(
+                    f"every parameter of an ensemble of size {size} must have leading "
+                    f"dimension {size}, got shapes {bad}"
+                )
+        else:
+            size = 1
+        if not params:
+            raise ValueError("nothing to train: the model has no parameters requiring grad")
+        return model, params, size, stacked
+    params = list(model)
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor) or not p.is_leaf or not p.requires_grad:
+            raise TypeError(f"params[{i}] must be a leaf tensor with requires_grad=True")
+        if dtype is not None and p.dtype != dtype:
+            p.data = p.data.to(dtype)
     if not params:
         raise ValueError("nothing to train: the model has no parameters requiring grad")
-    return model, params
+    return params, params, 1, False
 
 
-def make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: dict | None):
-    """torch optimizer for ``name`` in :data:`OPTIMIZERS` (no built-in weight decay)."""
-    opts = dict(options or {})
-    if "weight_decay" in opts:
-        raise ValueError(
-            "optimizer_options must not set weight_decay: pass l2= (penalty l2·Σ‖W‖² added to "
-            "the loss; torch's weight_decay=λ' equals l2=λ'/2, definitions §0)"
+def _check_args(optimizer, steps, data, batch_size, batches, l2_params, on_diverge, stacked):
+    if isinstance(optimizer, str):
+        if optimizer not in METHODS:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; expected one of {METHODS} or a callable "
+                "params -> torch.optim.Optimizer"
+            )
+    elif not callable(optimizer):
+        raise TypeError(
+            f"optimizer must be a name in {METHODS} or a callable params -> optimizer, got "
+            f"{type(optimizer).__name__}"
         )
-    if name in ("gd", "sgd"):
-        return torch.optim.SGD(params, lr=lr, **opts)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, **opts)
-    if name == "lbfgs":
-        return torch.optim.LBFGS(params, lr=lr, **{**_LBFGS_DEFAULTS, **opts})
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
-
-
-def _check_args(optimizer, lr, steps, data, batch_size, l2, l2_params, on_diverge):
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a finite float > 0, got {lr!r}")
-    if not isinstance(steps, int) or steps < 0:
+    if stacked and optimizer in ("lbfgs", "flow"):
+        raise ValueError(
+            f"optimizer={optimizer!r} has no batched form: it runs per member (L-BFGS runs per "
+            "member): train each member (ensemble.member(e)) as a single model"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if optimizer == "sgd" and (data is None or batch_size is None):
         raise ValueError("optimizer='sgd' needs data= and batch_size=; use 'gd' for full batch")
-    if optimizer in ("gd", "lbfgs") and batch_size is not None:
+    if optimizer in ("gd", "lbfgs", "flow") and batch_size is not None:
         raise ValueError(f"optimizer={optimizer!r} is full-batch; got batch_size={batch_size}")
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not 0 <= l2 < math.inf:
-        raise ValueError(f"l2 must be a finite float >= 0, got {l2!r}")
+    if batch_size is not None and data is None:
+        raise ValueError(f"batch_size={batch_size} needs data= to draw the batches from")
+    if batches not in ("per_member", "shared"):
+        raise ValueError(f"batches must be 'per_member' or 'shared', got {batches!r}")
     if l2_params not in ("weights", "all"):
         raise ValueError(f"l2_params must be 'weights' or 'all', got {l2_params!r}")
     if on_diverge not in ("raise", "stop"):
         raise ValueError(f"on_diverge must be 'raise' or 'stop', got {on_diverge!r}")
 
 
-def train(
-    model_or_params: nn.Module | Iterable[torch.Tensor],
-    loss_fn: Callable[..., torch.Tensor],
-    *,
-    optimizer: str = "gd",
-    lr: float,
-    steps: int,
-    data: Any = None,
-    batch_size: int | None = None,
-    sampling: str = "shuffle",
-    l2: float = 0.0,
-    l2_params: str = "weights",
-    generator: torch.Generator | None = None,
-    log_at: int | Iterable[int] | None = None,
-    callbacks: Sequence[Callable[[TrainState], Any]] = (),
-    log: RecordLog | None = None,
-    dtype: torch.dtype | None = None,
-    optimizer_options: dict | None = None,
-    stop: Callable[[int, float], bool] | None = None,
-    on_diverge: str = "raise",
-    step_offset: int = 0,
-) -> TrainResult:
-    """Train in place and return a :class:`TrainResult` (see the module docstring).
-
-    ``loss_fn(model)`` without data, ``loss_fn(model, batch)`` with ``data`` (a tensor or a
-    tuple of tensors sharing dim 0; ``batch`` is the same tuple restricted to the step's rows).
-    ``model`` is the module, or the list of parameter tensors when those were passed.
-    ``optimizer``: ``"gd"`` (full batch), ``"sgd"`` (``batch_size`` rows per step drawn from
-    ``generator``, ``sampling`` "shuffle" or "replace"), ``"adam"`` (full batch, or minibatch
-    when ``batch_size`` is given), ``"lbfgs"`` (full batch, strong-Wolfe line search; one
-    step = one ``LBFGS.step`` of up to ``optimizer_options["max_iter"]`` = 20 iterations).
-    ``log_at``: None (0 and ``steps``), an interval, or explicit steps (see :func:`log_steps`).
-    A callback returning ``True`` stops the run (status ``"stopped"``); so does
-    ``stop(step, loss)``, checked at every step (under L-BFGS, between logging steps, ``loss``
-    is the one at the start of the previous step: L-BFGS does not report the new one).
-    ``step_offset`` is added to every reported step (callbacks, history, records, Diverged),
-    so a second phase (e.g. Adam then SGD) continues the step axis; ``log_at`` and the
-    result's ``steps`` count within this call.
-    """
-    _check_args(optimizer, lr, steps, data, batch_size, l2, l2_params, on_diverge)
-    model, params = _resolve(model_or_params, dtype)
-    data = as_data(data, dtype)
-    subject = model if model is not None else params
-    objective = _Objective(subject, loss_fn, l2, params, l2_params)
-    opt = make_optimizer(optimizer, params, lr, optimizer_options)
-    sampler = None
-    if batch_size is not None:
-        sampler = BatchSampler(data[0].shape[0], batch_size, generator=generator, sampling=sampling)
-    log = RecordLog() if log is None else log
-    log_steps_ = resolve_log_at(log_at, steps)
-    names = [n for n, _ in named_weights(subject)]
-    start = time.perf_counter()
-    hist: dict[str, list] = {"step": [], "loss": [], "data_loss": []}
-    status, last, diverged_step = "completed", math.nan, None
-    for step in range(steps + 1):
-        batch = data if sampler is None else take(data, sampler.next())
-        if optimizer == "lbfgs":  # L-BFGS evaluates its own losses; add one only where logged
-            loss_t, data_t = _no_grad(objective, batch) if step in log_steps_ else (None, None)
-        else:
-            opt.zero_grad(set_to_none=True)
-            loss_t, data_t = objective(batch)
-        if loss_t is not None:  # (L-BFGS off the logging steps: checked after its step)
-            last = float(loss_t.detach())
-            if not math.isfinite(last):
-                status, diverged_step = "diverged", step_offset + step
-                break
-        if step in log_steps_:
-            data_f = float(data_t.detach())
-            at = step_offset + step
-            for key, value in (("step", at), ("loss", last), ("data_loss", data_f)):
-                hist[key].append(value)
-            state = TrainState(at, last, data_f, model, params, opt, log, names)
-            if any([bool(cb(state)) for cb in callbacks]):
-                status = "stopped"
-        if status == "stopped" or step == steps or (stop and stop(step_offset + step, last)):
-            status = "stopped" if step < steps else status
-            break
-        if optimizer == "lbfgs":
-            last = _lbfgs_step(opt, objective, batch)  # the loss at this step's parameters
-            if not math.isfinite(last):
-                status, diverged_step = "diverged", step_offset + step
-                break
-        else:
-            loss_t.backward()
-            opt.step()
-    if status == "diverged" and on_diverge == "raise":
-        raise Diverged(diverged_step, "loss", last)
-    history = {k: np.asarray(v) for k, v in hist.items()}
-    wall = time.perf_counter() - start
-    return TrainResult(status, step, last, history, log, diverged_step, wall)
+def _rates(value, size: int, stacked: bool, what: str, optimizer):
+    """``lr`` / ``l2``: a float for a single model, an (E,) float64 tensor for an ensemble."""
+    if what == "lr" and callable(optimizer) and not isinstance(optimizer, str):
+        if value is not None:
+            raise ValueError(
+                f"lr={value!r} with an optimizer factory: the factory sets the learning rate"
+            )
+        return None
+    if what == "lr" and value is None:
+        raise ValueError(f"lr is required for optimizer={optimizer!r}")
+    if stacked:
+        return check_lr_vector(value, size, what)
+    low = 0 if what == "l2" else None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (value >= 0 if low == 0 else value > 0)
+        or not value < math.inf
+    ):
+        kind = ">= 0" if what == "l2" else "> 0"
+        raise ValueError(f"{what} must be a finite float {kind}, got {value!r}")
+    return float(value) if what == "l2" else value
 
 
-class _Objective:
-    """J = loss_fn(subject[, batch]) + l2·Σ_{W ∈ penalized}‖W‖_F², returned with the data part."""
+def _batches(data, batch_size, batches, generator, sampling, size, stacked) -> Callable:
+    """``next_batch()``: the whole data, one batch (B, ...) or per-member batches (E, B, ...)."""
+    if batch_size is None:
+        return lambda: data
+    n = data[0].shape[0]
+    if not stacked:
+        sampler = BatchSampler(n, batch_size, generator=generator, sampling=sampling)
+        return lambda: take(data, sampler.next())
+    if batches == "shared":
+        if not isinstance(generator, torch.Generator):
+            raise TypeError("batches='shared' needs generator= one torch.Generator")
+        sampler = BatchSampler(n, batch_size, generator=generator, sampling=sampling)
+        return lambda: take(data, sampler.next())
+    gens = list(generator) if isinstance(generator, Sequence) else []
+    if len(gens) != size:
+        raise TypeError(f"batches='per_member' needs generator= a list of {size} torch.Generator")
+    samplers = [BatchSampler(n, batch_size, generator=g, sampling=sampling) for g in gens]
+    if size == 1:
+        return lambda: take(data, samplers[0].next())
+    return lambda: take(data, torch.stack([s.next() for s in samplers]))
 
-    def __init__(self, subject, loss_fn, l2: float, params, l2_params: str) -> None:
-        self.subject, self.loss_fn, self.l2 = subject, loss_fn, float(l2)
-        self.penalized = [p for p in params if p.ndim >= 2] if l2_params == "weights" else params
 
-    def __call__(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        data_loss = (
-            self.loss_fn(self.subject) if batch is None else self.loss_fn(self.subject, batch)
+def _logs(log, size: int, stacked: bool) -> list[RecordLog]:
+    if log is None:
+        return [RecordLog() for _ in range(size)]
+    logs = [log] if isinstance(log, RecordLog) else list(log)
+    if len(logs) != size or not all(isinstance(g, RecordLog) for g in logs):
+        raise TypeError(
+            f"log must be one RecordLog per member ({size}), got {type(log).__name__} "
+            f"of {len(logs)}"
         )
-        if data_loss.ndim != 0:
-            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(data_loss.shape)}")
-        if self.l2 == 0:
-            return data_loss, data_loss
-        return data_loss + self.l2 * sum((p * p).sum() for p in self.penalized), data_loss
-
-
-def _no_grad(objective, batch):
-    with torch.no_grad():
-        return objective(batch)
-
-
-def _lbfgs_step(opt: torch.optim.LBFGS, objective, batch) -> float:
-    """One ``LBFGS.step``; returns the objective at the parameters it started from."""
-
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        loss, _ = objective(batch)
-        loss.backward()
-        return loss
-
-    return float(opt.step(closure).detach())
+    return logs

@@ -2,15 +2,12 @@
 
 Each takes predictions (..., B, k) and targets, and returns a tensor of shape (...): a scalar
 for one network, (E,) for an ensemble. The same function therefore serves
-:func:`rankscope.train.train` and :func:`rankscope.train.train_ensemble`. ``weights`` (..., B)
+:func:`rankscope.train.train` for both. ``weights`` (..., B)
 replaces the mean over B by a weighted sum (used for padded per-member batches).
 """
 
 from __future__ import annotations
 
-import functools
-
-import numpy as np
 import torch
 
 __all__ = ["SupervisedLoss", "cross_entropy", "half_sse", "mse"]
@@ -47,38 +44,21 @@ def cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Mean softmax cross-entropy: logits (..., B, K), int labels (B,) or (..., B) -> (...)."""
-    return _cross_entropy(logits, labels, weights)[0]
-
-
-def _cross_entropy(logits, labels, weights=None):
-    """(loss (...), log-softmax (..., B, K), labels (..., B, 1) int64)."""
     if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise TypeError(f"cross_entropy: labels must be integer class ids, got {labels.dtype}")
     labels = labels.to(torch.int64).expand(logits.shape[:-1]).unsqueeze(-1)
     logp = torch.log_softmax(logits, dim=-1)
     nll = -logp.gather(-1, labels).squeeze(-1)  # (..., B)
-    return _reduce(nll, weights), logp, labels
-
-
-@functools.lru_cache(maxsize=64)
-def _reciprocal(b: int, dtype: torch.dtype) -> float:
-    """fl(1/b) in ``dtype``, as a Python float (exact: float32 values are doubles)."""
-    if dtype == torch.float64:
-        return 1.0 / b
-    if dtype == torch.float32:
-        return float(np.float32(1.0) / np.float32(b))
-    return float(torch.ones((), dtype=dtype) / b)
+    return _reduce(nll, weights)
 
 
 class SupervisedLoss:
-    """``loss(model, (x, y)) = name(model(x), y)``, with its gradient in closed form.
+    """``loss(model, (x, y)) = name(model(x), y)``: a named ``loss_fn`` for
+    :func:`rankscope.train.train`, the same as ``lambda m, b: mse(m(b[0]), b[1])``.
 
-    A ``loss_fn`` for :func:`rankscope.train.train` and
-    :func:`rankscope.train.train_ensemble` like any ``lambda m, b: mse(m(b[0]), b[1])``; in
-    addition, :meth:`value_and_grad` gives the output gradient without autograd, which lets
-    ``train_ensemble`` take an autograd-free step for :class:`DeepLinearEnsemble` and ReLU
-    :class:`MLPEnsemble` (the gradient flows back through ``bmm`` chains by hand).
-    ``name``: ``"mse"`` (:func:`mse`) or ``"cross_entropy"`` (:func:`cross_entropy`).
+    ``name``: ``"mse"`` (:func:`mse`) or ``"cross_entropy"`` (:func:`cross_entropy`). (Its
+    hand-derived backward was removed in issue 8: under 2× over autograd on the experiments'
+    shapes, ``benchmarks/bench_closed_form.py``.)
     """
 
     NAMES = ("mse", "cross_entropy")
@@ -95,29 +75,3 @@ class SupervisedLoss:
     def __call__(self, model, batch) -> torch.Tensor:
         x, y = batch[0], batch[1]
         return self.fn(model(x), y)
-
-    @torch.no_grad()
-    def value_and_grad(
-        self, out: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss (...), ∂(Σ loss)/∂out (..., B, k)) for out (..., B, k); ``out`` is reused.
-
-        The operations are those autograd performs on :func:`mse` / :func:`cross_entropy`,
-        in the same order and with the same kernels, so the gradient equals that of
-        ``loss.sum().backward()`` to the bit (float32 Adam amplifies a last-bit difference
-        in near-zero gradients to ~1e-4 within 30 steps, so this matters).
-        """
-        b = out.shape[-2]
-        c = _reciprocal(b, out.dtype)  # 1/B rounded in out's dtype, as autograd rounds it
-        if self.name == "mse":  # ∂/∂out (1/B)Σ r² = c·r + c·r = fl(2c·r) (doubling is exact)
-            if out.shape[-1:] != target.shape[-1:]:
-                mse(out, target)  # raises the error that names both shapes
-            r = out.sub_(target)  # (..., B, k): the ops of mse(), in place
-            loss = (r * r).flatten(-2).sum(dim=-1) / b
-            return loss, r.mul_(2 * c)
-        # cross-entropy: ∂/∂logp is −c at the labels, then softmax's backward,
-        # (softmax − onehot)·c, with the kernel autograd uses (its exp, so the same bits)
-        loss, logp, labels = _cross_entropy(out, target)
-        minus_c = torch.full((1,) * logp.ndim, -c, dtype=logp.dtype, device=logp.device)
-        g_logp = torch.zeros_like(logp).scatter_add_(-1, labels, minus_c.expand(labels.shape))
-        return loss, torch.ops.aten._log_softmax_backward_data(g_logp, logp, -1, logp.dtype)
