@@ -22,7 +22,7 @@ from rankscope.experiments.base import Experiment, Result, RunContext
 from rankscope.experiments.linear import _mc_claims as claims
 from rankscope.metrics import nuclear_norm, singular_values
 from rankscope.models.linear import balanced_factors, end_to_end
-from rankscope.train.flow import gradient_flow
+from rankscope.train import train
 
 __all__ = [
     "CLAIMS",
@@ -205,19 +205,21 @@ def _at_level(sol, level: float) -> Checkpoint:
 
 
 def _flow(cfg: Config, sign: int, stop: float, levels, gen) -> tuple:
+    """Exact gradient flow (the engine's ``optimizer="flow"``, one step of length t_max) from
+    balanced factors of P_0; returns (flow solution, P_0, draws)."""
     p0, draws = _initial_product(cfg, sign, gen)
-    ws = balanced_factors(p0, cfg.depth)
-    sol = gradient_flow(
-        ws,
-        completion_loss,
-        (0.0, cfg.t_max),
-        method=cfg.method,
-        rtol=cfg.rtol,
-        atol=cfg.atol,
-        stop_at_loss=stop,
-        loss_levels=levels,
+    ws = [w.requires_grad_(True) for w in balanced_factors(p0, cfg.depth)]
+    options = {
+        "method": cfg.method,
+        "rtol": cfg.rtol,
+        "atol": cfg.atol,
+        "stop_at_loss": stop,
+        "loss_levels": levels,
+    }
+    res = train(
+        ws, completion_loss, optimizer="flow", lr=cfg.t_max, steps=1, optimizer_options=options
     )
-    return sol, p0, draws
+    return res.flow, p0, draws
 
 
 def _log(ctx: RunContext, traj: dict[str, np.ndarray], tag: str, n_records: int) -> None:
