@@ -30,7 +30,7 @@ import torch
 
 from rankscope.experiments.base import Claim, Diverged, Experiment, Result, RunContext
 from rankscope.experiments.linear import _sgd_claims as _claims
-from rankscope.experiments.linear._dln import observation_mask, planted_matrix, prefix_products
+from rankscope.experiments.linear._dln import observation_mask, planted_matrix
 from rankscope.experiments.linear._sgd_jumps import (
     Completion,
     StageLog,
@@ -40,7 +40,7 @@ from rankscope.experiments.linear._sgd_jumps import (
     train_schedule,
 )
 from rankscope.metrics import singular_values
-from rankscope.models.linear import balanced_factors, balancedness, init_deep_linear
+from rankscope.models.linear import balanced_factors, balancedness, end_to_end, init_deep_linear
 
 __all__ = [
     "CLAIMS",
@@ -200,7 +200,7 @@ def _stage0(cfg: Config, prob: Completion, dims, gen) -> tuple[list[torch.Tensor
         lr /= 2
     else:
         raise Diverged(steps, what="stage-0 GD gradient norm")
-    a = prefix_products(ws)[-1]
+    a = end_to_end(ws)
     s = singular_values(a[0])
     info = Stage0Result(
         steps=steps,
@@ -230,7 +230,7 @@ def _flip_start(cfg: Config, prob: Completion) -> tuple[list[torch.Tensor], list
     steps, gnorm = gd_until_stationary(
         ws, prob, lam=lam, lr=st0.lr, tol=st0.tol, max_steps=st0.max_steps
     )
-    s = singular_values(prefix_products(ws)[-1])
+    s = singular_values(end_to_end(ws))
     info = [
         FlipStart(
             steps=steps,
@@ -325,6 +325,7 @@ def run(config: Config, ctx: RunContext) -> Result:
     gen = ctx.generator
     target, _, _ = planted_matrix(config.dim, config.target_values, generator=gen)
     mask = observation_mask(config.dim, config.observed, generator=gen)
+    target, mask = target.to(ctx.device), mask.to(ctx.device)
     prob = Completion(target, mask, config.loss_norm)
     dims = [config.dim] + [config.width] * (config.depth - 1) + [config.dim]
     stage0_ws, stage0 = _stage0(config, prob, dims, gen)
