@@ -12,13 +12,12 @@ import torch
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
 from rankscope.experiments.linear import _mixed_claims as claims
+from rankscope.experiments.linear._gram_gd import FactorGD, FactorState, GramGD, GramState
 from rankscope.experiments.linear._mixed_sim import (
     Point,
     SimSettings,
     early_stop_index,
-    factor_gd_step,
     first_crossing,
-    gram_gd_step,
     gram_spectrum,
     make_problem,
     sample_gram_init,
@@ -34,6 +33,7 @@ from rankscope.experiments.linear.mixed_dynamics import (
     TargetInfo,
 )
 from rankscope.experiments.summary import summary_from_dict, summary_to_dict
+from rankscope.train import train
 
 F64 = {"dtype": torch.float64}
 
@@ -62,27 +62,43 @@ def test_smoke_runs_and_every_claim_has_a_verdict(smoke_result):
     assert claims.fast_check(smoke_result).verdict == "pass", claims.fast_check(smoke_result)
 
 
+def _half_sse(y):
+    return lambda m: 0.5 * (m.product() - y).square().sum((-2, -1))
+
+
 @pytest.mark.parametrize("update", ["sequential", "simultaneous"])
 def test_gram_gd_equals_explicit_factor_gd(update):
-    """GD written on (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁) is exactly GD on the factors (float64)."""
+    """GD written on (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁) is exactly GD on the factors (float64), both trained
+    through the engine; the factor GD is checked against the notebook's loop written here."""
     g = torch.Generator().manual_seed(3)
-    d, w, eta = 4, 30, 0.05
+    d, w, eta, n = 4, 30, 0.05, 25
     w1 = 0.3 * torch.randn(w, d, generator=g, **F64)
     w2 = 0.3 * torch.randn(d, w, generator=g, **F64)
     y = torch.randn(d, d, generator=g, **F64)
-    a, p, q = w2 @ w1, w2 @ w2.T, w1.T @ w1
-    for _ in range(25):
-        w1, w2 = factor_gd_step(w1, w2, y, eta, update)
-        a, p, q = gram_gd_step(a, p, q, y, eta, update)
+    step = torch.full((1, 1, 1), eta, **F64)
+    gram = GramState(*(x[None] for x in (w2 @ w1, w2 @ w2.T, w1.T @ w1)))
+    train(gram, _half_sse(y), optimizer=lambda p: GramGD(p, eta=step, update=update), steps=n)
+    factors = FactorState(w1[None], w2[None])
+    fgd = lambda p: FactorGD(p, y=y, eta=step, update=update)  # noqa: E731
+    train(factors, _half_sse(y), optimizer=fgd, steps=n)
+    for _ in range(n):  # the notebook's loop
+        gr = w2 @ w1 - y
+        w1_new = w1 - eta * (w2.T @ gr)
+        w2 = w2 - eta * (gr @ (w1_new if update == "sequential" else w1).T)
+        w1 = w1_new
+    f1, f2 = factors.w1.detach()[0], factors.w2.detach()[0]
+    torch.testing.assert_close(f1, w1, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(f2, w2, rtol=1e-12, atol=1e-14)
+    a, p, q = (x.detach()[0] for x in (gram.a, gram.p, gram.q))
     torch.testing.assert_close(a, w2 @ w1, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(p, w2 @ w2.T, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(q, w1.T @ w1, rtol=1e-10, atol=1e-12)
 
 
 def test_gram_gd_rejects_unknown_update():
-    z = torch.zeros(2, 2)
+    z = GramState(*(torch.zeros(1, 2, 2) for _ in range(3)))
     with pytest.raises(ValueError, match="sequential"):
-        gram_gd_step(z, z, z, z, 0.1, "jacobi")
+        GramGD(z.parameters(), eta=torch.ones(1, 1, 1), update="jacobi")
 
 
 def test_sc_step_matches_direct_matrix_square_roots():

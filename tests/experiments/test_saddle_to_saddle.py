@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
-from rankscope.experiments.linear._dln import factor_gradients, log_spaced_steps
+from rankscope.experiments.linear._dln import log_spaced_steps
 from rankscope.experiments.linear.saddle_to_saddle import (
     EXPERIMENT,
     Config,
@@ -26,6 +26,7 @@ from rankscope.experiments.summary import summary_from_dict, summary_to_dict
 from rankscope.models.linear import end_to_end
 from rankscope.records import Records
 from rankscope.report.figures.linear import FIGURES
+from rankscope.train import train
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +63,23 @@ def test_figures_draw_from_records(smoke):
         assert fig.axes, spec.name
 
 
-def test_factor_gradients_match_autograd():
+def test_engine_gd_step_matches_the_closed_form_factor_gradients():
+    """One step of train() on stacked factors equals W_ℓ − η(W_L⋯W_{ℓ+1})ᵀG(W_{ℓ−1}⋯W_1)ᵀ,
+    G = A − A*: the gradient the experiment's old hand-written loop used, here as reference."""
     gen = torch.Generator().manual_seed(0)
-    dims = [3, 5, 4, 2]
+    dims, lr = [3, 5, 4, 2], 0.05
     ws = [torch.randn(2, o, i, generator=gen, dtype=torch.float64) for i, o in pairwise(dims)]
     target = torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)
+    g = end_to_end(ws) - target
+    expected = []
+    for ell in range(len(ws)):
+        left = end_to_end(ws[ell + 1 :]).mT @ g if ell + 1 < len(ws) else g
+        grad = left @ end_to_end(ws[:ell]).mT if ell > 0 else left
+        expected.append(ws[ell] - lr * grad)
     leaves = [w.clone().requires_grad_(True) for w in ws]
-    loss = 0.5 * (end_to_end(leaves) - target).square().sum()
-    expected = torch.autograd.grad(loss, leaves)
-    got = factor_gradients(ws, end_to_end(ws) - target)
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e)
+    train(leaves, lambda p: 0.5 * (end_to_end(p) - target).square().sum(), lr=lr, steps=1)
+    for got, want in zip(leaves, expected):
+        torch.testing.assert_close(got.detach(), want)
 
 
 def test_mode_tracker_interpolates_crossings_and_compresses_ranks():

@@ -10,7 +10,8 @@ This module runs GD and the discretized equation side by side over a grid of sca
 fast check of Fig. 1 (papers/linear.md § mixed-dynamics).
 
 **GD without w-sized arrays.** GD on (W₁, W₂) is closed in the d×d matrices A = W₂W₁,
-P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :func:`gram_gd_step`), and at the N(0, σ²) init
+P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :class:`._gram_gd.GramGD`, the optimizer that
+trains them through :func:`rankscope.train.train`), and at the N(0, σ²) init
 [[P, A], [Aᵀ, Q]]/σ² is Wishart(w, I_{2d}), sampled by Bartlett's decomposition
 (:func:`sample_gram_init`). So every point of the grid costs O(d³) per step whatever w is;
 ``gd_impl="factors"`` runs the explicit factors instead (capped at w·d ≤ ``max_wd``).
