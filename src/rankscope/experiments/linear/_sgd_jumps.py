@@ -239,15 +239,17 @@ def train_schedule(
     obs, d, n = prob.observed, prob.target.shape[-1], sgd.shape[0]
     sgd_half = prob.weight * len(obs)  # |I|·c: the weight of the drawn entry
     gd_w = (prob.mask * prob.weight).expand(n, d, d).clone()
-    gd_w[sgd] = 0.0
-    rows = sgd.nonzero().flatten()
+    gd_w[sgd.to(gd_w.device)] = 0.0
+    rows = sgd.nonzero().flatten().to(gd_w.device)
     model = _ensemble(ws)
     dead = torch.zeros(n, dtype=torch.bool)
     logs: dict = {"steps": [], "s": [], "loss": [], "rmse": [], "ranks": {t: [] for t in taus}}
     last: dict = {}
     t_global = 0
     for phase, (lam, lr, n_steps) in enumerate(zip(lambdas, lrs, steps)):
-        draws = obs[torch.randint(len(obs), (n_steps, len(rows)), generator=generator)]
+        draws = obs[
+            torch.randint(len(obs), (n_steps, len(rows)), generator=generator).to(obs.device)
+        ]
         calls = [0]
 
         def loss_fn(net: DeepLinearEnsemble, draws=draws, calls=calls, n_steps=n_steps):
@@ -260,10 +262,11 @@ def train_schedule(
 
         def measure(state, dead=dead) -> None:
             a = end_to_end([w.detach() for w in state.model.weights])
-            alive = ~dead & state.active & torch.isfinite(a).flatten(1).all(1)
+            finite = torch.isfinite(a).flatten(1).all(1).cpu()
+            alive = (~dead & state.active.cpu() & finite).to(a.device)
             s, ranks, loss, rmse = _measure(a, prob, taus, alive, atol)
             _log(logs, state.step, s, ranks, loss, rmse)
-            last.update(s=s, alive=alive)
+            last.update(s=s, alive=alive.cpu())
 
         final = phase == len(steps) - 1
         log_at = {k for k in range(n_steps + final) if (t_global + k) % log_every == 0}
@@ -275,9 +278,9 @@ def train_schedule(
         dead |= torch.tensor([st == "diverged" for st in res.statuses])
         with torch.no_grad():
             a = model.product()
-            dead |= ~torch.isfinite(a).flatten(1).all(1)
+            dead |= ~torch.isfinite(a).flatten(1).all(1).cpu()
             for w in model.weights:
-                w[dead] = 0.0
+                w[dead.to(w.device)] = 0.0
         t_global += n_steps
     _write_back(ws, model)
     return StageLog(

@@ -187,7 +187,8 @@ def _validate(cfg: Config) -> None:
 
 def _stage0(cfg: Config, prob: Completion, dims, gen) -> tuple[list[torch.Tensor], Stage0Result]:
     std = cfg.init_std if cfg.init_std > 0 else 1 / math.sqrt(cfg.width)
-    init = [w[None] for w in init_deep_linear(dims, std, generator=gen, dtype=torch.float64)]
+    init = init_deep_linear(dims, std, generator=gen, dtype=torch.float64)
+    init = [w[None].to(prob.target.device) for w in init]
     st0 = cfg.stage0
     lr = st0.lr
     for _ in range(cfg.max_lr_halvings + 1):
