@@ -12,20 +12,28 @@ import torch
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
 from rankscope.experiments.linear import _mixed_claims as claims
+from rankscope.experiments.linear._gram_gd import FactorGD, FactorState, GramGD, GramState
 from rankscope.experiments.linear._mixed_sim import (
     Point,
     SimSettings,
     early_stop_index,
-    factor_gd_step,
     first_crossing,
-    gram_gd_step,
     gram_spectrum,
     make_problem,
     sample_gram_init,
     sc_step,
     simulate,
 )
-from rankscope.experiments.linear.mixed_dynamics import EXPERIMENT, Config
+from rankscope.experiments.linear.mixed_dynamics import (
+    EXPERIMENT,
+    Config,
+    FastConfig,
+    PointResult,
+    Summary,
+    TargetInfo,
+)
+from rankscope.experiments.summary import summary_from_dict, summary_to_dict
+from rankscope.train import train
 
 F64 = {"dtype": torch.float64}
 
@@ -38,37 +46,59 @@ def smoke_result() -> Result:
 
 def test_smoke_runs_and_every_claim_has_a_verdict(smoke_result):
     s = smoke_result.summary
-    assert len(s["grid"]) == 4 and s["fast"]["d"] == 100
+    assert len(s.grid) == 4 and s.fast.d == 100
+    stored = summary_to_dict(s)
+    assert summary_to_dict(summary_from_dict(Summary, stored)) == stored
     for claim in EXPERIMENT.claims:
         c = claim.check(smoke_result)
         assert c.verdict in VERDICTS, claim.id
         assert c.measured, f"{claim.id} reports no measured numbers"
+        assert c.headline, claim.id
+        if c.verdict == "pass":  # perturbed the wrong way, a pass turns into a fail
+            bad = dataclasses.replace(smoke_result, summary=claim.invert(s))
+            assert claim.check(bad).verdict == "fail", claim.id
     # the fast check is computed at the d the papers file specifies, not a stand-in
     # the fast point is the real one (d = 100): reference 0.273 / 2.98, measured 0.28 / 2.9-3.3
     assert claims.fast_check(smoke_result).verdict == "pass", claims.fast_check(smoke_result)
 
 
+def _half_sse(y):
+    return lambda m: 0.5 * (m.product() - y).square().sum((-2, -1))
+
+
 @pytest.mark.parametrize("update", ["sequential", "simultaneous"])
 def test_gram_gd_equals_explicit_factor_gd(update):
-    """GD written on (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁) is exactly GD on the factors (float64)."""
+    """GD written on (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁) is exactly GD on the factors (float64), both trained
+    through the engine; the factor GD is checked against the notebook's loop written here."""
     g = torch.Generator().manual_seed(3)
-    d, w, eta = 4, 30, 0.05
+    d, w, eta, n = 4, 30, 0.05, 25
     w1 = 0.3 * torch.randn(w, d, generator=g, **F64)
     w2 = 0.3 * torch.randn(d, w, generator=g, **F64)
     y = torch.randn(d, d, generator=g, **F64)
-    a, p, q = w2 @ w1, w2 @ w2.T, w1.T @ w1
-    for _ in range(25):
-        w1, w2 = factor_gd_step(w1, w2, y, eta, update)
-        a, p, q = gram_gd_step(a, p, q, y, eta, update)
+    step = torch.full((1, 1, 1), eta, **F64)
+    gram = GramState(*(x[None] for x in (w2 @ w1, w2 @ w2.T, w1.T @ w1)))
+    train(gram, _half_sse(y), optimizer=lambda p: GramGD(p, eta=step, update=update), steps=n)
+    factors = FactorState(w1[None], w2[None])
+    fgd = lambda p: FactorGD(p, y=y, eta=step, update=update)  # noqa: E731
+    train(factors, _half_sse(y), optimizer=fgd, steps=n)
+    for _ in range(n):  # the notebook's loop
+        gr = w2 @ w1 - y
+        w1_new = w1 - eta * (w2.T @ gr)
+        w2 = w2 - eta * (gr @ (w1_new if update == "sequential" else w1).T)
+        w1 = w1_new
+    f1, f2 = factors.w1.detach()[0], factors.w2.detach()[0]
+    torch.testing.assert_close(f1, w1, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(f2, w2, rtol=1e-12, atol=1e-14)
+    a, p, q = (x.detach()[0] for x in (gram.a, gram.p, gram.q))
     torch.testing.assert_close(a, w2 @ w1, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(p, w2 @ w2.T, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(q, w1.T @ w1, rtol=1e-10, atol=1e-12)
 
 
 def test_gram_gd_rejects_unknown_update():
-    z = torch.zeros(2, 2)
+    z = GramState(*(torch.zeros(1, 2, 2) for _ in range(3)))
     with pytest.raises(ValueError, match="sequential"):
-        gram_gd_step(z, z, z, z, 0.1, "jacobi")
+        GramGD(z.parameters(), eta=torch.ones(1, 1, 1), update="jacobi")
 
 
 def test_sc_step_matches_direct_matrix_square_roots():
@@ -157,19 +187,29 @@ def test_divergent_eta_is_halved_and_recorded():
     assert np.isfinite(out[1]["test"]).all()
 
 
+_TARGET = TargetInfo(d=100, stable_rank=3.0, op_norm=5.0, singular_values=(5.0,),
+                     observed_singular_values=(6.0,))  # fmt: skip
+
+
 def _fake(points, fast=None, srank=3.0) -> Result:
     return Result(
-        summary={
-            "grid": points,
-            "fast": fast,
-            "margin": 0.15,
-            "srank_target": srank,
-            "fast_target": {"stable_rank": srank},
-        }
+        summary=Summary(
+            d=100,
+            fast_d=100,
+            rank=5,
+            margin=0.15,
+            gd_update="sequential",
+            gd_impl="gram",
+            grid=tuple(points),
+            grid_target=_TARGET,
+            fast=fast,
+            fast_target=dataclasses.replace(_TARGET, stable_rank=srank),
+            srank_target=srank,
+        )
     )
 
 
-def _pt(gs, gw, **kw):
+def _pt(gs, gw, **kw) -> PointResult:
     base = {
         "gamma_sigma2": gs,
         "gamma_w": gw,
@@ -187,7 +227,11 @@ def _pt(gs, gw, **kw):
         "d": 100,
         "iter_of_min": 8,
     }
-    return base | kw
+    rest = dict(sigma2=100.0**gs, w=int(100.0**gw), eta=0.01, sigma2_w=1.0, eta_used=0.01,
+                eta_halvings=0, n_iters=300, stop_iter=300, init_test_error=1.0,
+                global_min_test_error=0.3, final_test_error=0.5, rank_at_min=5,
+                max_gap_to_stop=0.05)  # fmt: skip
+    return PointResult(**(rest | base | kw))
 
 
 def test_claims_on_synthetic_summaries():
@@ -207,19 +251,22 @@ def test_claims_on_synthetic_summaries():
     assert claims.topk_converges_first(_fake([slow])).verdict == "fail"
     fast = _pt(-1.85, 2.25, min_test_error=0.3, stable_rank_at_min=3.0)
     assert claims.fast_check(_fake([], fast)).verdict == "pass"
-    assert claims.fast_check(_fake([], fast | {"d": 40})).verdict == "inconclusive"
-    assert claims.fast_check(_fake([], fast | {"stable_rank_at_min": 2.4})).verdict == "fail"
+    assert claims.fast_check(_fake([], dataclasses.replace(fast, d=40))).verdict == "inconclusive"
+    low_rank = dataclasses.replace(fast, stable_rank_at_min=2.4)
+    assert claims.fast_check(_fake([], low_rank)).verdict == "fail"
 
 
 def test_config_validation():
     with pytest.raises(ValueError, match="rank"):
         EXPERIMENT.run(Config(rank=0), RunContext(seed=0))
+    with pytest.raises(ValueError, match=r"fast\.n_iters"):
+        EXPERIMENT.run(Config(fast=FastConfig(n_iters=1)), RunContext(seed=0))
 
 
 def test_only_criterion_1_sets_aside_points_near_the_line():
     active, lazy = _pt(-2.0, 2.0), _pt(-1.4, 2.7, min_test_error=0.9, stable_rank_at_min=6.0)
     near = _pt(-1.0, 1.9, stable_rank_at_min=5.0, t90_topk=25, t90_next=30)  # 0.07 from the line
-    assert near["region"] == "active" and abs(near["line_distance"]) < 0.15
+    assert near.region == "active" and abs(near.line_distance) < 0.15
     assert claims.active_beats_lazy(_fake([active, lazy, near])).measured["n_active"] == 1
     assert claims.stable_rank_by_region(_fake([active, lazy, near])).verdict == "fail"
     assert claims.topk_converges_first(_fake([active, near])).verdict == "fail"

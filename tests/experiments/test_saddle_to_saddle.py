@@ -12,11 +12,21 @@ import pytest
 import torch
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
-from rankscope.experiments.linear._dln import factor_gradients, log_spaced_steps
-from rankscope.experiments.linear.saddle_to_saddle import EXPERIMENT, Config, _ModeTracker
+from rankscope.experiments.linear._dln import log_spaced_steps
+from rankscope.experiments.linear.saddle_to_saddle import (
+    EXPERIMENT,
+    Config,
+    DepthRun,
+    GammaConfig,
+    GammaRun,
+    Summary,
+    _ModeTracker,
+)
+from rankscope.experiments.summary import summary_from_dict, summary_to_dict
 from rankscope.models.linear import end_to_end
 from rankscope.records import Records
 from rankscope.report.figures.linear import FIGURES
+from rankscope.train import train
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +42,18 @@ def test_smoke_claims_give_verdicts(smoke):
     for cid in ("S2S-1", "S2S-2", "S2S-3"):
         assert checks[cid].verdict == "pass", (cid, checks[cid].measured)
     assert checks["S2S-4"].measured["final_rank"]  # the γ runs were measured
+    assert all(c.headline for c in checks.values())
 
 
 def test_smoke_summary_is_json_and_half_fit_ordered(smoke):
-    json.dumps(smoke.summary)
-    for run in smoke.summary["depth_runs"]:
-        t = run["half_fit"]
-        assert all(math.isfinite(x) for x in t), run["tag"]
-        assert t[0] < t[1] < t[2], run["tag"]  # modes learned in decreasing order of s_i
+    stored = json.loads(json.dumps(summary_to_dict(smoke.summary)))
+    assert summary_from_dict(Summary, stored) == smoke.summary
+    for run in smoke.summary.depth_runs:
+        t = run.half_fit
+        assert all(math.isfinite(x) for x in t), run.tag
+        assert t[0] < t[1] < t[2], run.tag  # modes learned in decreasing order of s_i
     # a stored spectrum trajectory exists for every sub-run
-    tags = {r["tag"] for r in smoke.summary["depth_runs"]}
+    tags = {r.tag for r in smoke.summary.depth_runs}
     assert tags <= set(smoke.records.layers("sv"))
 
 
@@ -51,17 +63,23 @@ def test_figures_draw_from_records(smoke):
         assert fig.axes, spec.name
 
 
-def test_factor_gradients_match_autograd():
+def test_engine_gd_step_matches_the_closed_form_factor_gradients():
+    """One step of train() on stacked factors equals W_ℓ − η(W_L⋯W_{ℓ+1})ᵀG(W_{ℓ−1}⋯W_1)ᵀ,
+    G = A − A*: the gradient the experiment's old hand-written loop used, here as reference."""
     gen = torch.Generator().manual_seed(0)
-    dims = [3, 5, 4, 2]
+    dims, lr = [3, 5, 4, 2], 0.05
     ws = [torch.randn(2, o, i, generator=gen, dtype=torch.float64) for i, o in pairwise(dims)]
     target = torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)
+    g = end_to_end(ws) - target
+    expected = []
+    for ell in range(len(ws)):
+        left = end_to_end(ws[ell + 1 :]).mT @ g if ell + 1 < len(ws) else g
+        grad = left @ end_to_end(ws[:ell]).mT if ell > 0 else left
+        expected.append(ws[ell] - lr * grad)
     leaves = [w.clone().requires_grad_(True) for w in ws]
-    loss = 0.5 * (end_to_end(leaves) - target).square().sum()
-    expected = torch.autograd.grad(loss, leaves)
-    got = factor_gradients(ws, end_to_end(ws) - target)
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e)
+    train(leaves, lambda p: 0.5 * (end_to_end(p) - target).square().sum(), lr=lr, steps=1)
+    for got, want in zip(leaves, expected):
+        torch.testing.assert_close(got.detach(), want)
 
 
 def test_mode_tracker_interpolates_crossings_and_compresses_ranks():
@@ -83,10 +101,27 @@ def test_log_spaced_steps_cover_both_ends():
 def test_config_rejects_mismatched_grids():
     with pytest.raises(ValueError, match="one entry per depth"):
         dataclasses.replace(Config(), depths=(2, 3))
+    with pytest.raises(ValueError, match=r"gamma\.target"):
+        GammaConfig(dim=1)
+
+
+def _depth_run(**kw) -> DepthRun:
+    base = dict(depth=2, sigma2=1e-4, lr=0.01, tag="L=2", half_fit=(1.0, 2.0, 3.0),
+                rank_sequence=(0, 1, 2, 3), initial_rank=0, steps=100, time=1.0,
+                final_loss=0.0, final_sv=(10.0, 5.0, 2.5))  # fmt: skip
+    base.update({k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+    return DepthRun(**base)
 
 
 def _fake(runs: list[dict]) -> Result:
-    summary = {"target": [10.0, 5.0, 2.5], "depth_runs": runs, "gamma_runs": []}
+    summary = Summary(
+        target=(10.0, 5.0, 2.5),
+        rank_eps=0.125,
+        depth_runs=tuple(_depth_run(**r) for r in runs),
+        gamma_runs=(),
+        gamma_dim=20,
+        gamma_target_rank=2,
+    )
     return Result(summary=summary, records=Records.empty())
 
 
@@ -111,15 +146,25 @@ def test_shallow_slope_claim_fails_on_wrong_scaling():
     np.testing.assert_allclose(check.measured["slope"], [0.1, 0.2, 0.4])
 
 
-def _gamma_run(gamma: float, width: int, rank: int, change: float, rmse: float) -> dict:
-    return {"gamma": gamma, "width": width, "tag": f"gamma={gamma:g},w={width}",
-            "converged": True, "train_loss": 0.0, "final_rank": rank,
-            "unobserved_change": change, "unobserved_rmse": rmse}  # fmt: skip
+def _gamma_run(gamma: float, width: int, rank: int, change: float, rmse: float) -> GammaRun:
+    return GammaRun(
+        gamma=gamma,
+        width=width,
+        sigma2=width**-gamma,
+        tag=f"gamma={gamma:g},w={width}",
+        steps=10,
+        converged=True,
+        train_loss=0.0,
+        final_rank=rank,
+        unobserved_change=change,
+        unobserved_rmse=rmse,
+        init_rmse=1.0,
+    )
 
 
-def _gamma_fake(runs: list[dict]) -> Result:
-    summary = {"target": [10.0, 5.0], "depth_runs": [], "gamma_runs": runs,
-               "gamma_dim": 20, "gamma_target_rank": 2}  # fmt: skip
+def _gamma_fake(runs: list[GammaRun]) -> Result:
+    summary = Summary(target=(10.0, 5.0), rank_eps=0.25, depth_runs=(), gamma_runs=tuple(runs),
+                      gamma_dim=20, gamma_target_rank=2)  # fmt: skip
     return Result(summary=summary, records=Records.empty())
 
 
@@ -159,3 +204,19 @@ def test_rank_sequence_claim_reads_unfinished_runs_as_prefixes():
     # an unfinished run that skipped a rank is not set aside
     assert claim.check(_fake([done, {**partial, "rank_sequence": [0, 2]}])).verdict == "fail"
     assert claim.check(_fake([{**partial, "rank_sequence": [0, 1]}])).verdict == "inconclusive"
+
+
+def test_inversions_turn_smoke_passes_into_fails(smoke):
+    for claim in EXPERIMENT.claims:
+        if claim.check(smoke).verdict != "pass":
+            continue
+        bad = dataclasses.replace(smoke, summary=claim.invert(smoke.summary))
+        assert claim.check(bad).verdict == "fail", claim.id
+
+
+def test_gamma_config_is_nested_and_overridable():
+    from rankscope.experiments.config import apply_overrides, config_keys
+
+    assert "gamma.widths" in config_keys(Config)
+    cfg = apply_overrides(Config(), {"gamma.widths": "50,100"})
+    assert cfg.gamma.widths == (50, 100) and cfg.gamma.dim == 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,8 @@ from rankscope.experiments.linear._scalar import (
     soft_threshold,
     stationary_points,
 )
-from rankscope.experiments.linear.schatten_l2 import EXPERIMENT
+from rankscope.experiments.linear.schatten_l2 import EXPERIMENT, Config, Summary
+from rankscope.experiments.summary import summary_from_dict, summary_to_dict
 from rankscope.records import Records
 from rankscope.report.figures.linear import FIGURES
 
@@ -60,18 +62,37 @@ def smoke() -> Result:
 
 
 def test_smoke_claims(smoke):
-    json.dumps(smoke.summary)
+    stored = json.loads(json.dumps(summary_to_dict(smoke.summary)))
+    assert summary_from_dict(Summary, stored) == smoke.summary
     checks = {c.id: c.check(smoke) for c in EXPERIMENT.claims}
     assert set(checks) == {f"SL2-{k}" for k in range(1, 7)}
     assert all(c.verdict in VERDICTS for c in checks.values())
+    assert all(c.headline for c in checks.values())
     for cid in ("SL2-1", "SL2-2", "SL2-3", "SL2-4", "SL2-6"):
         assert checks[cid].verdict == "pass", (cid, checks[cid].measured)
 
 
+def test_inversions_turn_smoke_passes_into_fails(smoke):
+    for claim in EXPERIMENT.claims:
+        if claim.check(smoke).verdict != "pass":
+            continue
+        bad = dataclasses.replace(smoke, summary=claim.invert(smoke.summary))
+        assert claim.check(bad).verdict == "fail", claim.id
+
+
+def test_expansion_config_is_nested():
+    from rankscope.experiments.config import apply_overrides
+
+    cfg = apply_overrides(Config(), {"expansion.steps": "10"})
+    assert cfg.expansion.steps == 10 and cfg.expansion.depths == (4, 8, 16, 32)
+    with pytest.raises(ValueError, match=r"expansion\.values"):
+        apply_overrides(Config(), {"expansion.values": "1,-1"})
+
+
 def test_expansion_fits_reach_the_exact_cost(smoke):
-    for row in smoke.summary["expansion"]:
-        assert row["fit_error"] < 1e-8
-        assert row["param_norm2"] == pytest.approx(row["exact_cost"], rel=1e-9)
+    for row in smoke.summary.expansion:
+        assert row.fit_error < 1e-8
+        assert row.param_norm2 == pytest.approx(row.exact_cost, rel=1e-9)
 
 
 def test_figures_draw_from_records(smoke):
@@ -81,35 +102,41 @@ def test_figures_draw_from_records(smoke):
 
 
 def _with_fit(smoke: Result, **changes) -> Result:
-    fits = [{**f, **changes} if f["depth"] == 3 else f for f in smoke.summary["fits"]]
-    return Result(summary={**smoke.summary, "fits": fits}, records=Records.empty())
+    fits = tuple(
+        dataclasses.replace(f, **changes) if f.depth == 3 else f for f in smoke.summary.fits
+    )
+    return Result(summary=dataclasses.replace(smoke.summary, fits=fits), records=Records.empty())
 
 
 def test_claims_fail_on_doctored_results(smoke):
     by_id = {c.id: c for c in EXPERIMENT.claims}
     assert by_id["SL2-1"].check(_with_fit(smoke, balance=0.1)).verdict == "fail"
     assert by_id["SL2-2"].check(_with_fit(smoke, balance=0.1)).verdict == "inconclusive"
-    bad_norm = _with_fit(smoke, param_norm2=2 * smoke.summary["fits"][1]["schatten_cost"])
+    bad_norm = _with_fit(smoke, param_norm2=2 * smoke.summary.fits[1].schatten_cost)
     assert by_id["SL2-2"].check(bad_norm).verdict == "fail"
-    projected = list(smoke.summary["fits"][1]["projected"])
+    projected = list(smoke.summary.fits[1].projected)
     projected[2] = 0.5  # neither 0 nor a stationary point of f
-    assert by_id["SL2-4"].check(_with_fit(smoke, projected=projected)).verdict == "fail"
+    assert by_id["SL2-4"].check(_with_fit(smoke, projected=tuple(projected))).verdict == "fail"
     escaped = list(projected)
-    escaped[2] = smoke.summary["fits"][1]["global_min"][2]
-    assert by_id["SL2-5"].check(_with_fit(smoke, projected=escaped)).verdict == "fail"
+    escaped[2] = smoke.summary.fits[1].global_min[2]
+    assert by_id["SL2-5"].check(_with_fit(smoke, projected=tuple(escaped))).verdict == "fail"
+
+
+def _with(smoke: Result, **changes) -> Result:
+    return Result(summary=dataclasses.replace(smoke.summary, **changes), records=Records.empty())
 
 
 def test_soft_threshold_and_expansion_claims_fail_on_doctored_results(smoke):
     by_id = {c.id: c for c in EXPERIMENT.claims}
-    fits = [dict(f) for f in smoke.summary["fits"]]
-    depth2 = next(f for f in fits if f["depth"] == 2)
-    depth2["sv"] = [depth2["sv"][0] + 2e-3, *depth2["sv"][1:]]  # off max(y − 2λ, 0) by 2e-3
-    off = Result(summary={**smoke.summary, "fits": fits}, records=Records.empty())
-    assert by_id["SL2-3"].check(off).verdict == "fail"
-    rows = [dict(r) for r in smoke.summary["expansion"]]
-    rows[-1]["residual"] = 2 * rows[-2]["residual"]  # residual grows with L
-    grown = Result(summary={**smoke.summary, "expansion": rows}, records=Records.empty())
-    assert by_id["SL2-6"].check(grown).verdict == "fail"
-    rows = [{**r, "residual": r["residual"] * r["depth"] / 4} for r in smoke.summary["expansion"]]
-    slow = Result(summary={**smoke.summary, "expansion": rows}, records=Records.empty())
-    assert by_id["SL2-6"].check(slow).verdict == "fail"  # falls like L^-1 only
+    fits = list(smoke.summary.fits)
+    k = next(i for i, f in enumerate(fits) if f.depth == 2)
+    sv = fits[k].sv
+    fits[k] = dataclasses.replace(fits[k], sv=(sv[0] + 2e-3, *sv[1:]))  # off by 2e-3
+    assert by_id["SL2-3"].check(_with(smoke, fits=tuple(fits))).verdict == "fail"
+    rows = list(smoke.summary.expansion)
+    rows[-1] = dataclasses.replace(rows[-1], residual=2 * rows[-2].residual)  # grows with L
+    assert by_id["SL2-6"].check(_with(smoke, expansion=tuple(rows))).verdict == "fail"
+    rows = tuple(
+        dataclasses.replace(r, residual=r.residual * r.depth / 4) for r in smoke.summary.expansion
+    )
+    assert by_id["SL2-6"].check(_with(smoke, expansion=rows)).verdict == "fail"  # only L^-1

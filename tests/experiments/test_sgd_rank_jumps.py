@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,7 +16,17 @@ from rankscope.experiments.linear._sgd_jumps import (
     rank_of,
     train_schedule,
 )
-from rankscope.experiments.linear.sgd_rank_jumps import EXPERIMENT, Config
+from rankscope.experiments.linear.sgd_rank_jumps import (
+    EXPERIMENT,
+    Config,
+    FlipStart,
+    Member,
+    ScheduleConfig,
+    Stage0Result,
+    Summary,
+)
+from rankscope.experiments.summary import summary_from_dict, summary_to_dict
+from rankscope.report.figures.linear_b import FIGURES
 
 F64 = {"dtype": torch.float64}
 
@@ -26,13 +38,22 @@ def smoke_result() -> Result:
 
 def test_smoke_runs_and_every_claim_has_a_verdict(smoke_result):
     s = smoke_result.summary
-    assert {m["kind"] for m in s["members"]} == {"gd", "sgd", "flip"}
+    assert {m.kind for m in s.members} == {"gd", "sgd", "flip"}
+    stored = summary_to_dict(s)
+    assert summary_to_dict(summary_from_dict(Summary, stored)) == stored
     for claim in EXPERIMENT.claims:
         c = claim.check(smoke_result)
         assert c.verdict in VERDICTS, claim.id
         assert c.measured, f"{claim.id} reports no measured numbers"
-    n_logs = sum(EXPERIMENT.preset("smoke").phase_steps) // 50 + 1
-    assert all(len(m["rank_seq"]["0.01"]) == n_logs for m in s["members"])
+        assert c.headline, claim.id
+        if c.verdict == "pass":  # perturbed the wrong way, a pass turns into a fail
+            bad = dataclasses.replace(smoke_result, summary=claim.invert(s))
+            assert claim.check(bad).verdict == "fail", claim.id
+    n_logs = sum(EXPERIMENT.preset("smoke").schedule.steps) // 50 + 1
+    assert all(len(m.rank_seq["0.01"]) == n_logs for m in s.members)
+    for spec in FIGURES["sgd-rank-jumps"]:
+        fig, _ = spec.draw([smoke_result])
+        assert fig.axes, spec.name
 
 
 @pytest.mark.parametrize(
@@ -137,36 +158,45 @@ def _summary(
     rmse=(0.2, 0.1),
 ) -> Result:
     def member(kind, seq, r):
-        return {
-            "kind": kind,
-            "scale": 1.0,
-            "diverged": False,
-            "lambdas": [1e-2],
-            "lrs": [0.05],
-            "rank_seq": {"0.01": list(seq)},
-            "final_rank": {"0.01": seq[-1]},
-            "final_unobserved_rmse": r,
-            "start": {"ranks": {"0.01": flip_start}},
-        }
+        start = FlipStart(steps=0, grad_norm=0.0, ranks={"0.01": flip_start}, singular_values=())
+        return Member(
+            kind=kind,
+            scale=1.0,
+            diverged=False,
+            lambdas=(1e-2,),
+            lrs=(0.05,),
+            lr_halvings=0,
+            rank_seq={"0.01": tuple(seq)},
+            final_rank={"0.01": seq[-1]},
+            final_unobserved_rmse=r,
+            final_train_loss=0.0,
+            final_singular_values=(),
+            final_balancedness=0.0,
+            start=start if kind == "flip" else None,
+        )
 
-    s = {
-        "taus": ["0.01"],
-        "persist": 3,
-        "target_rank": 2,
-        "stage0": {"ranks": {"0.01": stage0_rank}},
-        "members": [
-            member("gd", gd, rmse[0]),
-            member("sgd", sgd, rmse[1]),
-            member("flip", flip, 0.1),
-        ],
-    }
-    s["chosen_scale"] = claims.choose_scale(s)
-    return Result(summary=s)
+    stage0 = Stage0Result(steps=0, grad_norm=0.0, lr=0.5, lr_halvings=0, converged=True,
+                          ranks={"0.01": stage0_rank}, singular_values=(), train_loss=0.0,
+                          unobserved_rmse=0.0)  # fmt: skip
+    s = Summary(
+        target_rank=2,
+        target_values=(3.0, 2.0),
+        taus=("0.01",),
+        persist=3,
+        stage0=stage0,
+        members=(member("gd", gd, rmse[0]), member("sgd", sgd, rmse[1]), member("flip", flip, 0.1)),
+        phase_boundaries=(10,),
+        chosen_scale=None,
+    )
+    return Result(summary=dataclasses.replace(s, chosen_scale=claims.choose_scale(s)))
 
 
 def test_claims_on_synthetic_summaries():
     ok = _summary()
     assert [c.check(ok).verdict for c in EXPERIMENT.claims] == ["pass"] * 4
+    for c in EXPERIMENT.claims:
+        bad = Result(summary=c.invert(ok.summary))
+        assert c.check(bad).verdict == "fail", c.id
     back_up = _summary(sgd=(5, 3, 3, 3, 4, 4, 4))
     assert claims.one_way(back_up).verdict == "fail"
     assert claims.one_way(_summary(sgd=(5, 5, 5, 5))).verdict == "inconclusive"
@@ -176,7 +206,7 @@ def test_claims_on_synthetic_summaries():
     assert claims.sgd_reaches_target_rank(low_start).verdict == "inconclusive"
     assert claims.gd_keeps_rank(low_start).verdict == "inconclusive"
     gd_drops = _summary(gd=(5, 4, 4, 4))
-    assert gd_drops.summary["chosen_scale"] is None
+    assert gd_drops.summary.chosen_scale is None
     assert claims.gd_keeps_rank(gd_drops).verdict == "fail"
     assert claims.flip_never_increases(_summary(flip=(2, 3, 3, 3))).verdict == "fail"
     assert claims.flip_never_increases(_summary(flip_start=1)).verdict == "inconclusive"
@@ -184,4 +214,4 @@ def test_claims_on_synthetic_summaries():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="same non-zero length"):
-        EXPERIMENT.run(Config(phase_lrs=(0.1,)), RunContext(seed=0))
+        EXPERIMENT.run(Config(schedule=ScheduleConfig(lrs=(0.1,))), RunContext(seed=0))

@@ -11,6 +11,7 @@ diverge, which the runner records as diverged.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ import numpy as np
 import torch
 from scipy.integrate import quad
 
-from rankscope.experiments.base import Claim, Experiment, Result, RunContext, check
-from rankscope.train.errors import Diverged
+from rankscope.experiments.base import Check, Claim, Experiment, Result, RunContext, check
+from rankscope.train import train
 
-__all__ = ["EXPERIMENT", "Config", "half_fit_time"]
+__all__ = ["EXPERIMENT", "Config", "Summary", "half_fit_time"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,14 @@ class Config:
     lr: float = 1e-3
     max_time: float = 20.0  # in units of steps·lr
     log_every: int = 10
+
+
+@dataclass(frozen=True)
+class Summary:
+    a0: float  # the initial product
+    half_fit_time: float  # GD, in steps·lr (NaN if never)
+    half_fit_time_exact: float  # gradient flow
+    final: float  # the product at the end
 
 
 PRESETS = {
@@ -58,28 +67,43 @@ def _init_product(config: Config, rng: np.random.Generator) -> float:
     return float(config.init * (1.0 + 0.5 * rng.random()))
 
 
+class _HalfFit:
+    """Engine callback at every step: the first time (steps·lr) each mode reaches y/2, and the
+    mode values and losses at the logging steps."""
+
+    def __init__(self, config: Config, steps: int, log_cb) -> None:
+        self.depth, self.y, self.lr, self.steps = config.depth, config.target, config.lr, steps
+        self.log_every, self.log_cb = config.log_every, log_cb
+        self.half: torch.Tensor | None = None
+        self.a: torch.Tensor | None = None
+
+    def __call__(self, state) -> None:
+        (w,) = state.params
+        a = w.detach().prod(dim=1)  # (E,)
+        if self.half is None:
+            self.half = torch.full_like(a, math.nan)
+        crossed = torch.isnan(self.half) & (a >= self.y / 2)
+        self.half = torch.where(crossed, torch.full_like(a, state.step * self.lr), self.half)
+        if state.step % self.log_every == 0 or state.step == self.steps:
+            self.log_cb(state.step, a, 0.5 * (a - self.y) ** 2)
+        self.a = a
+
+
 def _run_batch(config: Config, a0: torch.Tensor, log_cb) -> tuple[np.ndarray, np.ndarray]:
-    """GD on E independent balanced modes at once; returns half-fit times and final values."""
+    """GD on E independent balanced modes at once (one model: the loss is the sum of the
+    members' ½(a − y)², so each member gets its own gradient); returns half-fit times and
+    final values."""
     L, y, lr = config.depth, config.target, config.lr
     w = a0.abs().pow(1.0 / L).unsqueeze(1).repeat(1, L)  # (E, L), balanced
     w.requires_grad_(True)
     steps = round(config.max_time / lr)
-    half = torch.full_like(a0, math.nan)
-    for step in range(steps + 1):
-        a = w.prod(dim=1)  # (E,)
-        loss = 0.5 * (a - y) ** 2
-        if not bool(torch.isfinite(loss).all()):
-            raise Diverged(step, "loss", float(loss.detach().max()))
-        crossed = torch.isnan(half) & (a >= y / 2)
-        half = torch.where(crossed, torch.full_like(half, step * lr), half)
-        if step % config.log_every == 0 or step == steps:
-            log_cb(step, a.detach(), loss.detach())
-        if step == steps:
-            break
-        (grad,) = torch.autograd.grad(loss.sum(), w)
-        with torch.no_grad():
-            w -= lr * grad
-    return half.numpy(), a.detach().numpy()
+    tracker = _HalfFit(config, steps, log_cb)
+
+    def loss_fn(params: list[torch.Tensor]) -> torch.Tensor:
+        return (0.5 * (params[0].prod(dim=1) - y) ** 2).sum()
+
+    train([w], loss_fn, optimizer="gd", lr=lr, steps=steps, log_at=1, callbacks=[tracker])
+    return tracker.half.numpy(), tracker.a.numpy()
 
 
 def run(config: Config, ctx: RunContext) -> Result:
@@ -100,28 +124,63 @@ def run_many(configs: Sequence[Config], ctxs: Sequence[RunContext]) -> list[Resu
     out = []
     for e, x in enumerate(ctxs):
         exact = half_fit_time(config.depth, config.target, float(a0[e]))
-        summary = {
-            "a0": float(a0[e]),
-            "half_fit_time": float(half[e]),
-            "half_fit_time_exact": exact,
-            "final": float(final[e]),
-        }
+        summary = Summary(
+            a0=float(a0[e]),
+            half_fit_time=float(half[e]),
+            half_fit_time_exact=exact,
+            final=float(final[e]),
+        )
         out.append(Result(summary=summary, records=x.log.freeze()))
     return out
 
 
-def _half_fit(result: Result) -> object:
-    t, exact = result.summary["half_fit_time"], result.summary["half_fit_time_exact"]
+HALF_FIT_RTOL = 0.02  # SM-1
+FINAL_RTOL = 1e-3  # SM-2
+
+
+def _half_fit(result: Result) -> Check:
+    t, exact = result.summary.half_fit_time, result.summary.half_fit_time_exact
     if math.isnan(t):
-        return check(None, "the mode never reached target/2", half_fit_time=t, exact=exact)
+        return check(
+            None,
+            "the mode never reached target/2",
+            headline=f"the mode never reached target/2 (exact flow: t = {exact:.4g})",
+            half_fit_time=t,
+            exact=exact,
+        )
     rel = abs(t - exact) / exact
-    return check(rel < 0.02, half_fit_time=t, exact=exact, relative_error=rel)
+    ok = rel < HALF_FIT_RTOL
+    return check(
+        ok,
+        headline=f"half-fit time {t:.4g} vs exact flow {exact:.4g}: relative error {rel:.2g} "
+        f"(< {HALF_FIT_RTOL:g}) → {'pass' if ok else 'fail'}",
+        half_fit_time=t,
+        exact=exact,
+        relative_error=rel,
+    )
 
 
-def _converges(result: Result) -> object:
+def _converges(result: Result) -> Check:
     y = result.config.get("target", 2.0)
-    final = result.summary["final"]
-    return check(abs(final - y) < 1e-3 * abs(y), final=final, target=y)
+    final = result.summary.final
+    ok = abs(final - y) < FINAL_RTOL * abs(y)
+    return check(
+        ok,
+        headline=f"final a = {final:.6g} vs target {y:g}: |a − y| = {abs(final - y):.2g} "
+        f"(< {FINAL_RTOL * abs(y):.2g}) → {'pass' if ok else 'fail'}",
+        final=final,
+        target=y,
+    )
+
+
+def _invert_half_fit(summary: Summary) -> Summary:
+    """GD twice as slow as the flow."""
+    return dataclasses.replace(summary, half_fit_time=2 * summary.half_fit_time_exact)
+
+
+def _invert_converges(summary: Summary) -> Summary:
+    """The mode stuck on its plateau at a0."""
+    return dataclasses.replace(summary, final=summary.a0)
 
 
 CLAIMS = (
@@ -132,6 +191,7 @@ CLAIMS = (
         "gradient-flow time (logistic for L=2, a quadrature for L>=3)",
         expected="relative error < 2%",
         check=_half_fit,
+        invert=_invert_half_fit,
     ),
     Claim(
         id="SM-2",
@@ -139,6 +199,7 @@ CLAIMS = (
         statement="The mode converges to its target",
         expected="|a - y| < 1e-3·|y| at the end",
         check=_converges,
+        invert=_invert_converges,
     ),
 )
 
@@ -152,6 +213,7 @@ EXPERIMENT = Experiment(
     run=run,
     claims=CLAIMS,
     seeds={"smoke": 2, "default": 3, "paper": 5},
+    summary_cls=Summary,
     run_many=run_many,
     ensemble_key=lambda c: (c.depth, c.target, c.lr, c.max_time, c.log_every, c.init),
 )

@@ -2,7 +2,8 @@
 
 Depth-L DLN of width w, entries N(0, σ²) with σ² = w^{−γ}, trained by GD on the ½-sum loss
 ½Σ_{(i,j)∈I}(A_ij − A*_ij)² over a uniformly random observed set I (a fraction of the d²
-entries) until that loss is below ``gamma_tol``. A* has rank k (planted singular values).
+entries) until that loss is below ``tol`` (settings: ``GammaConfig``). A* has rank k
+(planted singular values).
 
 Measured per (γ, w): the final rank (s_i > τ·s_1), the relative change of the unobserved
 entries ‖(A_T − A_0)_Iᶜ‖_F/‖(A_0)_Iᶜ‖_F (lazy: small), and the unobserved-entry RMSE
@@ -16,16 +17,10 @@ import math
 import torch
 
 from rankscope.experiments.base import RunContext
-from rankscope.experiments.linear._dln import (
-    gd_step,
-    log_spaced_steps,
-    observation_mask,
-    planted_matrix,
-    prefix_products,
-)
+from rankscope.experiments.linear._dln import log_spaced_steps, observation_mask, planted_matrix
 from rankscope.metrics import numerical_rank, singular_values
-from rankscope.models.linear import init_deep_linear
-from rankscope.train.errors import Diverged
+from rankscope.models.linear import DeepLinear, init_deep_linear
+from rankscope.train import train
 
 __all__ = ["completion_tag", "gamma_transition"]
 
@@ -35,45 +30,58 @@ def completion_tag(gamma: float, width: int) -> str:
     return f"gamma={gamma:g},w={width}"
 
 
-def _fit(cfg, ws, target, mask, ctx: RunContext, tag: str) -> tuple[int, float]:
-    """GD until ½Σ_obs residual² < gamma_tol; returns (steps, final loss)."""
-    log_at = log_spaced_steps(cfg.gamma_max_steps, 80)
-    loss = math.inf
-    for step in range(cfg.gamma_max_steps + 1):
-        pre = prefix_products(ws)
-        resid = (pre[-1] - target) * mask  # (d, d), zero off the observed set
-        loss = 0.5 * float(resid.square().sum())
-        if not math.isfinite(loss):
-            raise Diverged(step, what=f"completion loss ({tag})", value=loss)
-        done = loss < cfg.gamma_tol or step == cfg.gamma_max_steps
-        if step in log_at or done:
-            ctx.log.log("train_loss", loss, step=step, layer=tag)
-        if done:
-            return step, loss
-        gd_step(ws, resid, cfg.gamma_lr, prefixes=pre)
-    return cfg.gamma_max_steps, loss  # pragma: no cover - the loop always returns
+class _Fit:
+    """Engine callback at every step: logs the train loss at log-spaced steps and at the
+    last one, and stops once ½Σ_obs residual² < ``tol``."""
+
+    def __init__(self, cfg, ctx: RunContext, tag: str) -> None:
+        self.cfg, self.ctx, self.tag = cfg, ctx, tag
+        self.log_at = log_spaced_steps(cfg.max_steps, 80)
+        self.step, self.loss = 0, math.inf
+
+    def __call__(self, state) -> bool:
+        self.step, self.loss = state.step, float(state.loss)
+        done = self.loss < self.cfg.tol or state.step == self.cfg.max_steps
+        if state.step in self.log_at or done:
+            self.ctx.log.log("train_loss", self.loss, step=state.step, layer=self.tag)
+        return done
+
+
+def _fit(cfg, net: DeepLinear, target, mask, ctx: RunContext, tag: str) -> tuple[int, float]:
+    """GD (through the engine) until ½Σ_obs residual² < tol; returns (steps, final loss)."""
+
+    def loss_fn(model: DeepLinear) -> torch.Tensor:
+        return 0.5 * ((model.product() - target) * mask).square().sum()
+
+    fit = _Fit(cfg, ctx, tag)
+    train(net, loss_fn, optimizer="gd", lr=cfg.lr, steps=cfg.max_steps, log_at=1, callbacks=[fit])
+    return fit.step, fit.loss
 
 
 def gamma_transition(cfg, ctx: RunContext) -> list[dict]:
     """One completion run per (γ, w) of the config; a list of JSON-able dicts."""
     gen = ctx.child_generator(10_007)
-    d = cfg.gamma_dim
-    target, _, _ = planted_matrix(d, cfg.gamma_target, generator=gen)
-    mask = observation_mask(d, cfg.gamma_observed, generator=gen)
+    d = cfg.dim
+    target, _, _ = planted_matrix(d, cfg.target, generator=gen)
+    mask = observation_mask(d, cfg.observed, generator=gen)
+    target, mask = target.to(ctx.device), mask.to(ctx.device)
     unobs = ~mask
     out = []
     for gamma in cfg.gammas:
-        for width in cfg.gamma_widths:
+        for width in cfg.widths:
             tag = completion_tag(gamma, width)
             sigma2 = float(width) ** (-gamma)
-            dims = [d] + [width] * (cfg.gamma_depth - 1) + [d]
+            dims = [d] + [width] * (cfg.depth - 1) + [d]
             ws = init_deep_linear(dims, math.sqrt(sigma2), generator=gen, dtype=torch.float64)
-            a0 = prefix_products(ws)[-1].clone()
-            steps, loss = _fit(cfg, ws, target, mask, ctx, tag)
-            a = prefix_products(ws)[-1]
+            net = DeepLinear.from_weights(ws).to(ctx.device)
+            with torch.no_grad():
+                a0 = net.product().clone()
+            steps, loss = _fit(cfg, net, target, mask, ctx, tag)
+            with torch.no_grad():
+                a = net.product()
             s = singular_values(a)
             ctx.log.log_vector("sv_final", s, step=steps, layer=tag)
-            rank = int(numerical_rank(s, "relative", rtol=cfg.gamma_rank_tol))
+            rank = int(numerical_rank(s, "relative", rtol=cfg.rank_tol))
             change = float((a - a0)[unobs].norm() / a0[unobs].norm())
             rmse = float((a - target)[unobs].square().mean().sqrt())
             out.append(
@@ -84,7 +92,7 @@ def gamma_transition(cfg, ctx: RunContext) -> list[dict]:
                     "tag": tag,
                     "steps": steps,
                     "train_loss": loss,
-                    "converged": loss < cfg.gamma_tol,
+                    "converged": loss < cfg.tol,
                     "final_rank": rank,
                     "unobserved_change": change,
                     "unobserved_rmse": rmse,

@@ -1,10 +1,7 @@
-"""Shared pieces of the deep-linear-network experiments (papers/linear.md, shared notation).
-
-Batched full-batch GD with closed-form factor gradients: for C(A) with G = ∂C/∂A and
-A = W_L⋯W_1, ∂C/∂W_ℓ = (W_L⋯W_{ℓ+1})ᵀ G (W_{ℓ−1}⋯W_1)ᵀ. Every tensor may carry leading
-ensemble dimensions (E, n_ℓ, n_{ℓ−1}); one step costs ~3L batched matmuls, about ten times less
-than an autograd ensemble step with a per-step spectrum callback at d = 20, w = 100 (the
-plateau timings need the spectrum at every step).
+"""Shared pieces of the deep-linear-network experiments (papers/linear.md, shared notation):
+planted targets, observation masks, init scales and log-spaced logging steps. Training goes
+through :func:`rankscope.train.train` (autograd; the engine's benchmark found no ≥ 2× gain for
+a closed-form DLN backward on these shapes).
 """
 
 from __future__ import annotations
@@ -17,12 +14,9 @@ import torch
 from rankscope.models.linear import init_deep_linear
 
 __all__ = [
-    "factor_gradients",
-    "gd_step",
     "log_spaced_steps",
     "observation_mask",
     "planted_matrix",
-    "prefix_products",
     "random_orthogonal",
     "scaled_init",
 ]
@@ -68,39 +62,6 @@ def scaled_init(
     base = init_deep_linear(dims, 1.0, generator=generator, dtype=torch.float64)
     sig = torch.tensor(list(sigmas), dtype=torch.float64)[:, None, None]  # (E, 1, 1)
     return [sig * w[None] for w in base]
-
-
-def prefix_products(ws: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """[W_1, W_2W_1, …, W_L⋯W_1]; the last entry is A."""
-    out = [ws[0]]
-    for w in ws[1:]:
-        out.append(w @ out[-1])
-    return out
-
-
-def factor_gradients(
-    ws: Sequence[torch.Tensor], grad_a: torch.Tensor, prefixes: Sequence[torch.Tensor] | None = None
-) -> list[torch.Tensor]:
-    """∂C/∂W_ℓ = (W_L⋯W_{ℓ+1})ᵀ G (W_{ℓ−1}⋯W_1)ᵀ for every ℓ, given G = ∂C/∂A."""
-    pre = prefix_products(ws) if prefixes is None else prefixes
-    grads: list[torch.Tensor] = [grad_a] * len(ws)
-    back = grad_a  # (W_L⋯W_{ℓ+1})ᵀ G, shape (..., n_ℓ, n_0)
-    for ell in range(len(ws) - 1, -1, -1):
-        grads[ell] = back @ pre[ell - 1].mT if ell > 0 else back
-        back = ws[ell].mT @ back
-    return grads
-
-
-def gd_step(ws: list[torch.Tensor], grad_a: torch.Tensor, lr, *, l2=0.0, prefixes=None) -> None:
-    """In place: W_ℓ ← W_ℓ − η(∂C/∂W_ℓ + 2λW_ℓ) (penalty λ‖θ‖², definitions §0).
-
-    ``lr`` and ``l2`` are floats or (E, 1, 1) tensors (one per ensemble member).
-    """
-    grads = factor_gradients(ws, grad_a, prefixes)
-    for w, g in zip(ws, grads):
-        if not isinstance(l2, float) or l2 != 0.0:
-            g = g + 2 * l2 * w
-        w.sub_(lr * g)
 
 
 def log_spaced_steps(n_max: int, n_points: int) -> set[int]:

@@ -14,16 +14,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from rankscope.experiments.linear._gram_gd import FactorGD, FactorState, GramGD, GramState
 from rankscope.metrics import numerical_rank, singular_values, stable_rank
+from rankscope.train import train
 
 __all__ = [
     "Point",
     "Problem",
     "SimSettings",
     "early_stop_index",
-    "factor_gd_step",
     "first_crossing",
-    "gram_gd_step",
     "gram_spectrum",
     "make_problem",
     "sample_gram_init",
@@ -48,8 +48,10 @@ class Problem:
             "d": int(self.target.shape[0]),
             "stable_rank": float(stable_rank(s)),
             "op_norm": float(s[0]),
-            "singular_values": [float(x) for x in s[: k + 1]],
-            "observed_singular_values": [float(x) for x in singular_values(self.observed)[: k + 3]],
+            "singular_values": tuple(float(x) for x in s[: k + 1]),
+            "observed_singular_values": tuple(
+                float(x) for x in singular_values(self.observed)[: k + 3]
+            ),
         }
 
 
@@ -122,41 +124,6 @@ def sample_gram_init(d: int, w: int, sigma2: float, rng: np.random.Generator):
         gram = low @ low.T
     gram *= sigma2
     return gram[:d, d:].copy(), gram[:d, :d].copy(), gram[d:, d:].copy()
-
-
-def gram_gd_step(a, p, q, y, eta, update: str = "sequential"):
-    """One GD step of W₁, W₂ written in (A, P, Q) = (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁); batched (..., d, d).
-
-    With G = A − Y. ``sequential`` (the notebook): W₁' = W₁ − ηW₂ᵀG, W₂' = W₂ − ηG W₁'ᵀ, so
-    A₁ = A − ηPG, Q' = Q − η(AᵀG + GᵀA) + η²GᵀPG, A' = A₁ − ηGQ',
-    P' = P − η(GA₁ᵀ + A₁Gᵀ) + η²GQ'Gᵀ. ``simultaneous``: A' = A − ηPG − ηGQ + η²GAᵀG,
-    P' = P − η(GAᵀ + AGᵀ) + η²GQGᵀ, Q' as above. [derived; exact]
-    """
-    g = a - y
-    gt = g.mT
-    if update == "sequential":
-        a1 = a - eta * (p @ g)
-        q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
-        a2 = a1 - eta * (g @ q1)
-        p1 = p - eta * (g @ a1.mT + a1 @ gt) + eta**2 * (g @ q1 @ gt)
-        return a2, p1, q1
-    if update == "simultaneous":
-        a2 = a - eta * (p @ g + g @ q) + eta**2 * (g @ a.mT @ g)
-        p1 = p - eta * (g @ a.mT + a @ gt) + eta**2 * (g @ q @ gt)
-        q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
-        return a2, p1, q1
-    raise ValueError(f"update must be 'sequential' or 'simultaneous', got {update!r}")
-
-
-def factor_gd_step(w1, w2, y, eta, update: str = "sequential"):
-    """One explicit GD step on W₁ (w, d), W₂ (d, w) for ½‖W₂W₁ − Y‖_F² (the notebook's loop)."""
-    g = w2 @ w1 - y
-    w1_new = w1 - eta * (w2.T @ g)
-    if update == "sequential":
-        return w1_new, w2 - eta * (g @ w1_new.T)
-    if update == "simultaneous":
-        return w1_new, w2 - eta * (g @ w1.T)
-    raise ValueError(f"update must be 'sequential' or 'simultaneous', got {update!r}")
 
 
 def shifted_psd_sqrt(m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -249,79 +216,92 @@ def _init_states(points, problem, st: SimSettings, rng, generator):
     return states
 
 
-class _GD:
-    """The GD state of a batch of points: stacked (A, P, Q), or a list of factor pairs."""
+def _state(states, st: SimSettings, y: torch.Tensor, eta: torch.Tensor):
+    """The stacked GD state of a batch of points and its optimizer factory for the engine."""
+    if st.gd_impl == "gram":
+        model = GramState(*(torch.stack([s[i] for s in states]) for i in range(3)))
+        return model, lambda params: GramGD(params, eta=eta, update=st.gd_update)
+    if len({s[0].shape for s in states}) != 1:
+        raise ValueError("gd_impl='factors' batches points of one width only")
+    model = FactorState(torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states]))
+    return model, lambda params: FactorGD(params, y=y, eta=eta, update=st.gd_update)
 
-    def __init__(self, states, st: SimSettings):
-        self.st = st
-        if st.gd_impl == "gram":
-            self.state = tuple(torch.stack([s[i] for s in states]) for i in range(3))
+
+class _Trajectories:
+    """Engine callback at every iteration: the GD metrics of the batch, then one Euler step of
+    the self-consistent dynamics B (side by side with GD). A member whose iterate leaves the
+    float range is zeroed (GD state and B) and marked diverged, so the batch stays finite."""
+
+    def __init__(self, points, problem, st: SimSettings, eta, b) -> None:
+        d, dt = problem.target.shape[0], problem.observed.dtype
+        self.y, self.target, self.t_max, self.eta, self.b = (
+            problem.observed,
+            problem.target,
+            st.n_iters,
+            eta,
+            b,
+        )
+        self.c = torch.tensor([p.sigma2_w for p in points], dtype=dt).view(-1, 1, 1)
+        n, self.d, self.dt = len(points), d, dt
+        self.y_norm = float(torch.linalg.matrix_norm(self.y))
+        names = ("train", "test", "sc_test", "gap", "gap_y", "srank", "rank")
+        self.out = {k: np.zeros((n, self.t_max + 1)) for k in names}
+        self.keep = min(st.n_keep, d)
+        self.out["sv"] = np.zeros((n, self.t_max + 1, self.keep))
+        self.out["sc_sv"] = np.zeros((n, self.t_max + 1, self.keep))
+        self.diverged = np.zeros(n, dtype=bool)
+        self.big = math.sqrt(torch.finfo(dt).max) / (4 * d)  # beyond it BBᵀ overflows
+
+    @torch.no_grad()
+    def __call__(self, state) -> None:
+        t, model, out, norm = state.step, state.model, self.out, torch.linalg.matrix_norm
+        a, b = model.product(), self.b
+        ok = (a.abs().flatten(1).amax(1) < self.big) & (b.abs().flatten(1).amax(1) < self.big)
+        ok &= state.active.to(ok.device)  # NaN compares False; a frozen member is diverged too
+        self.diverged |= ~ok.numpy()
+        if not ok.all():
+            for prm in model.parameters():  # .data: the step's graph is already built
+                prm.data.masked_fill_(~ok.view(-1, 1, 1), 0.0)
+            a, b = model.product(), b.masked_fill(~ok.view(-1, 1, 1), 0.0)
+        s = gram_spectrum(a)  # (n, d)
+        d2 = self.d**2
+        out["train"][:, t] = (norm(a - self.y) ** 2 / d2).numpy()
+        out["test"][:, t] = (norm(a - self.target) ** 2 / d2).numpy()
+        out["sc_test"][:, t] = (norm(b - self.target) ** 2 / d2).numpy()
+        gap = norm(a - b)
+        out["gap"][:, t] = (gap / norm(a).clamp_min(torch.finfo(self.dt).tiny)).numpy()
+        out["gap_y"][:, t] = (gap / self.y_norm).numpy()
+        out["srank"][:, t] = stable_rank(s).numpy()
+        out["rank"][:, t] = numerical_rank(s, "mixed_dynamics").numpy()
+        out["sv"][:, t] = s[:, : self.keep].numpy()
+        if t < self.t_max:
+            b, s_b = sc_step(b, self.y, self.eta, self.c)
+            out["sc_sv"][:, t] = s_b[:, : self.keep].numpy()
         else:
-            self.state = list(states)
-
-    def product(self) -> torch.Tensor:  # (n, d, d)
-        if self.st.gd_impl == "gram":
-            return self.state[0]
-        return torch.stack([w2 @ w1 for w1, w2 in self.state])
-
-    def step(self, y, eta) -> None:
-        if self.st.gd_impl == "gram":
-            self.state = gram_gd_step(*self.state, y, eta, self.st.gd_update)
-        else:
-            self.state = [
-                factor_gd_step(w1, w2, y, float(e), self.st.gd_update)
-                for (w1, w2), e in zip(self.state, eta.flatten())
-            ]
-
-    def zero(self, bad: torch.Tensor) -> None:
-        """Zero the diverged members so the batch stays finite (they are recomputed later)."""
-        if self.st.gd_impl == "gram":
-            self.state = tuple(x.masked_fill(bad.view(-1, 1, 1), 0.0) for x in self.state)
-        else:
-            self.state = [
-                (w1 * 0, w2 * 0) if b else (w1, w2) for (w1, w2), b in zip(self.state, bad.tolist())
-            ]
+            out["sc_sv"][:, t] = gram_spectrum(b)[:, : self.keep].numpy()
+        self.b = b
 
 
 def _run_batch(states, points, problem, st: SimSettings, eta_scale):
-    """Simulate GD and SC side by side for ``st.n_iters`` steps; per-point numpy trajectories."""
-    d, y, target = problem.target.shape[0], problem.observed, problem.target
-    dt, norm, t_max = y.dtype, torch.linalg.matrix_norm, st.n_iters
+    """GD (through the engine) and SC side by side for ``st.n_iters`` steps; per-point numpy
+    trajectories."""
+    dt = problem.observed.dtype
     eta = torch.tensor([p.eta * s for p, s in zip(points, eta_scale)], dtype=dt).view(-1, 1, 1)
-    c = torch.tensor([p.sigma2_w for p in points], dtype=dt).view(-1, 1, 1)
-    gd = _GD(states, st)
-    b = gd.product().clone()
-    n, y_norm = len(points), float(norm(y))
-    names = ("train", "test", "sc_test", "gap", "gap_y", "srank", "rank")
-    out = {k: np.zeros((n, t_max + 1)) for k in names}
-    keep = min(st.n_keep, d)
-    out["sv"] = np.zeros((n, t_max + 1, keep))
-    out["sc_sv"] = np.zeros((n, t_max + 1, keep))
-    diverged = np.zeros(n, dtype=bool)
-    big = math.sqrt(torch.finfo(dt).max) / (4 * d)  # beyond it BBᵀ overflows: call it diverged
-    for t in range(t_max + 1):
-        a = gd.product()
-        ok = (a.abs().flatten(1).amax(1) < big) & (b.abs().flatten(1).amax(1) < big)  # NaN: False
-        diverged |= ~ok.numpy()
-        if not ok.all():
-            gd.zero(~ok)
-            a, b = gd.product(), b.masked_fill(~ok.view(-1, 1, 1), 0.0)
-        s = gram_spectrum(a)  # (n, d)
-        out["train"][:, t] = (norm(a - y) ** 2 / d**2).numpy()
-        out["test"][:, t] = (norm(a - target) ** 2 / d**2).numpy()
-        out["sc_test"][:, t] = (norm(b - target) ** 2 / d**2).numpy()
-        gap = norm(a - b)
-        out["gap"][:, t] = (gap / norm(a).clamp_min(torch.finfo(dt).tiny)).numpy()
-        out["gap_y"][:, t] = (gap / y_norm).numpy()
-        out["srank"][:, t] = stable_rank(s).numpy()
-        out["rank"][:, t] = numerical_rank(s, "mixed_dynamics").numpy()
-        out["sv"][:, t] = s[:, :keep].numpy()
-        if t < t_max:
-            gd.step(y, eta)
-            b, s_b = sc_step(b, y, eta, c)
-            out["sc_sv"][:, t] = s_b[:, :keep].numpy()
-    out["sc_sv"][:, t_max] = gram_spectrum(b)[:, :keep].numpy()
-    return [{k: v[i] for k, v in out.items()} | {"diverged": bool(diverged[i])} for i in range(n)]
+    model, optimizer = _state(states, st, problem.observed, eta)
+    with torch.no_grad():
+        b = model.product().clone()
+    traj = _Trajectories(points, problem, st, eta, b)
+    y = problem.observed
+
+    def loss_fn(m) -> torch.Tensor:  # C = ½‖A − Y‖² per point; ∂C/∂A = A − Y
+        return 0.5 * (m.product() - y).square().sum((-2, -1))
+
+    train(model, loss_fn, optimizer=optimizer, steps=st.n_iters, log_at=1, callbacks=[traj],
+          on_diverge="stop")  # fmt: skip
+    out, n = traj.out, len(points)
+    return [
+        {k: v[i] for k, v in out.items()} | {"diverged": bool(traj.diverged[i])} for i in range(n)
+    ]
 
 
 def simulate(
@@ -338,9 +318,10 @@ def simulate(
     scale = np.ones(len(points))
     results: list[dict] = [{} for _ in points]
     todo = list(range(len(points)))
+    batch = st.batch_points if st.gd_impl == "gram" else 1  # factors: one width per batch
     for halving in range(st.max_eta_halvings + 1):
-        for start in range(0, len(todo), st.batch_points):
-            idx = todo[start : start + st.batch_points]
+        for start in range(0, len(todo), batch):
+            idx = todo[start : start + batch]
             trajs = _run_batch(
                 [states[i] for i in idx], [points[i] for i in idx], problem, st, scale[idx]
             )

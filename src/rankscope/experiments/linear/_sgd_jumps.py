@@ -4,7 +4,8 @@ Loss (papers/linear.md § sgd-rank-jumps): L_λ(θ) = (1/|I|)·Σ_{(i,j)∈I}(A_
 (``loss_norm="sum"`` drops the 1/|I|). Full-batch GD uses ∂/∂A = (2/|I|)·P_I(A − A*); SGD with
 batch size 1 draws one observed entry (i, j) uniformly per step and uses the unbiased estimate
 (A_ij − A*_ij)² + λ‖θ‖², i.e. ∂/∂A = 2(A_ij − A*_ij)·e_i e_jᵀ. Members of a batch (leading
-dimension E) may differ in λ, η and in GD vs SGD; a step is ~3L batched matmuls (``gd_step``).
+dimension E) may differ in λ, η and in GD vs SGD; every step goes through
+:func:`rankscope.train.train` (autograd) on a stacked :class:`DeepLinearEnsemble`.
 
 Rank changes are read through :func:`hysteresis_filter` (a change counts once it persists for
 ``persist`` consecutive logs; definitions: numerical-policy defaults, "rank-change detection").
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 
 import torch
 
-from rankscope.experiments.linear._dln import factor_gradients, gd_step, prefix_products
 from rankscope.metrics import numerical_rank, singular_values
+from rankscope.models import DeepLinear, DeepLinearEnsemble, end_to_end
+from rankscope.train import train
 
 __all__ = [
     "Completion",
     "StageLog",
     "gd_until_stationary",
+    "grad_norms",
     "hysteresis_filter",
     "never_increases_after_drop",
     "rank_of",
@@ -106,10 +109,45 @@ def never_increases_after_drop(filtered: Sequence[int]) -> bool:
     return True
 
 
-def _grad_norm(ws, grads, lam) -> torch.Tensor:
-    """‖∇L_λ‖ over all factors, per member (E,)."""
-    total = sum((g + 2 * lam * w).square().sum((-2, -1)) for w, g in zip(ws, grads))
-    return total.sqrt()
+def _loss_fn(prob: Completion):
+    """Full-batch c·Σ_I (A − A*)² per member (E,) of a stacked DLN."""
+
+    def loss(model: DeepLinearEnsemble) -> torch.Tensor:
+        return prob.weight * ((model.product() - prob.target) * prob.mask).square().sum((-2, -1))
+
+    return loss
+
+
+def _ensemble(ws: Sequence[torch.Tensor]) -> DeepLinearEnsemble:
+    """A stacked DLN holding copies of the factors ws[ℓ] (E, n_ℓ, n_{ℓ−1})."""
+    n = ws[0].shape[0]
+    return DeepLinearEnsemble.from_members(
+        [DeepLinear.from_weights([w[e] for w in ws]) for e in range(n)]
+    )
+
+
+def _write_back(ws: Sequence[torch.Tensor], model: DeepLinearEnsemble) -> None:
+    with torch.no_grad():
+        for w, p in zip(ws, model.weights):
+            w.copy_(p)
+
+
+def _per_member(value, n: int) -> torch.Tensor:
+    """A float or an (E, 1, 1) / (E,) tensor as (E,) float64."""
+    if isinstance(value, torch.Tensor):
+        return value.reshape(-1).to(torch.float64).expand(n).clone()
+    return torch.full((n,), float(value), dtype=torch.float64)
+
+
+def grad_norms(model: DeepLinearEnsemble, prob: Completion, lam: torch.Tensor) -> torch.Tensor:
+    """‖∇L_λ‖ over all factors, per member (E,), by autograd at the current parameters."""
+    with torch.enable_grad():
+        ws = [w.detach().requires_grad_(True) for w in model.weights]
+        a = end_to_end(ws)
+        loss = prob.weight * ((a - prob.target) * prob.mask).square().sum((-2, -1))
+        loss = loss + lam * sum(w.square().sum((-2, -1)) for w in ws)
+        grads = torch.autograd.grad(loss.sum(), ws)
+    return sum(g.square().sum((-2, -1)) for g in grads).sqrt()
 
 
 def gd_until_stationary(
@@ -122,20 +160,32 @@ def gd_until_stationary(
     max_steps: int,
     check_every: int = 100,
 ) -> tuple[int, torch.Tensor]:
-    """In place: full-batch GD on L_λ until ‖∇L_λ‖_F < ``tol`` for every member (or
-    ``max_steps``). ``lam``: float or (E, 1, 1). Returns (steps, final gradient norms (E,))."""
-    norms = torch.full((ws[0].shape[0],), math.inf, dtype=ws[0].dtype)
-    for step in range(max_steps + 1):
-        pre = prefix_products(ws)
-        g_a = 2 * prob.weight * prob.residual(pre[-1]) * prob.mask
-        if step % check_every == 0 or step == max_steps:
-            norms = _grad_norm(ws, factor_gradients(ws, g_a, pre), lam)
-            if not torch.isfinite(norms).all():
-                return step, norms
-            if bool((norms < tol).all()) or step == max_steps:
-                return step, norms
-        gd_step(ws, g_a, lr, l2=lam, prefixes=pre)
-    return max_steps, norms  # pragma: no cover - the loop always returns
+    """In place: full-batch GD on L_λ (through the engine) until ‖∇L_λ‖_F < ``tol`` for every
+    member, checked every ``check_every`` steps (or ``max_steps``). ``lam``: float or (E, 1, 1).
+    Returns (steps, final gradient norms (E,)); the norms are NaN when a member diverged."""
+    n = ws[0].shape[0]
+    lam_e = _per_member(lam, n)
+    model = _ensemble(ws)
+    seen = {"step": 0, "norms": torch.full((n,), math.inf, dtype=ws[0].dtype)}
+
+    def check(state) -> bool:
+        if not bool(state.active.all()):  # a member diverged: stop, as a non-finite norm
+            seen["norms"] = torch.full((n,), math.nan, dtype=ws[0].dtype)
+            return True
+        norms = grad_norms(state.model, prob, lam_e)
+        seen["step"], seen["norms"] = state.step, norms
+        return bool((norms < tol).all()) or not bool(torch.isfinite(norms).all())
+
+    log_at = set(range(0, max_steps + 1, check_every)) | {max_steps}
+    res = train(
+        model, _loss_fn(prob), optimizer="gd", lr=lr, l2=lam_e, steps=max_steps,
+        log_at=log_at, callbacks=[check], on_diverge="stop",
+    )  # fmt: skip
+    if any(st == "diverged" for st in res.statuses):
+        seen["norms"] = torch.full((n,), math.nan, dtype=ws[0].dtype)
+        seen["step"] = max(d for d in res.diverged_steps if d is not None)
+    _write_back(ws, model)
+    return seen["step"], seen["norms"]
 
 
 @dataclass
@@ -177,44 +227,69 @@ def train_schedule(
     generator: torch.Generator,
     atol: float = 1e-8,
 ) -> StageLog:
-    """In place: run the phases of a λ/η schedule on E members; ``sgd`` (E,) bool marks the
-    batch-size-1 SGD members, the others take full-batch GD steps. ``lambdas[p]``/``lrs[p]``:
-    (E,) per phase. Members whose iterate turns non-finite are marked diverged and frozen."""
-    obs, d = prob.observed, prob.target.shape[-1]
-    sgd_w = 2 * prob.weight * len(obs)  # unbiased: |I|·c·(A_ij − A*_ij)² for one entry
-    gd_w = (prob.mask * prob.weight).expand(sgd.shape[0], d, d).clone()
-    gd_w[sgd] = 0.0
-    rows = sgd.nonzero().flatten()
-    alive = torch.ones(sgd.shape[0], dtype=torch.bool)
+    """In place: run the phases of a λ/η schedule on E members through the engine; ``sgd``
+    (E,) bool marks the batch-size-1 SGD members, the others take full-batch GD steps.
+    ``lambdas[p]``/``lrs[p]``: (E,) per phase. A member whose objective turns non-finite is
+    frozen by the engine and marked diverged; its factors are zeroed between phases (A = 0
+    stays 0: it is a critical point of L_λ), so later phases leave it at 0.
+
+    SGD member e draws one observed entry (i, j) per step (one draw of ``generator`` per phase
+    for all SGD members) and minimises |I|·c·(A_ij − A*_ij)² + λ‖θ‖², the unbiased estimate of
+    L_λ; the step's loss weights W (E, d, d) encode both kinds: ∇ = 2 W ⊙ (A − A*)."""
+    obs, d, n = prob.observed, prob.target.shape[-1], sgd.shape[0]
+    sgd_half = prob.weight * len(obs)  # |I|·c: the weight of the drawn entry
+    gd_w = (prob.mask * prob.weight).expand(n, d, d).clone()
+    gd_w[sgd.to(gd_w.device)] = 0.0
+    rows = sgd.nonzero().flatten().to(gd_w.device)
+    model = _ensemble(ws)
+    dead = torch.zeros(n, dtype=torch.bool)
     logs: dict = {"steps": [], "s": [], "loss": [], "rmse": [], "ranks": {t: [] for t in taus}}
+    last: dict = {}
     t_global = 0
-    for lam, lr, n in zip(lambdas, lrs, steps):
-        lam3, lr3 = lam.view(-1, 1, 1), lr.view(-1, 1, 1)
-        draws = obs[torch.randint(len(obs), (n, len(rows)), generator=generator)]  # (n, E_sgd)
-        for k in range(n):
-            pre = prefix_products(ws)
-            r = prob.residual(pre[-1])
-            if t_global % log_every == 0:
-                alive &= torch.isfinite(pre[-1]).flatten(1).all(1)
-                _log(logs, t_global, *_measure(pre[-1], prob, taus, alive, atol))
-            g_a = 2 * r * gd_w
-            if len(rows):
-                i, j = draws[k] // d, draws[k] % d
-                g_a[rows, i, j] = sgd_w * r[rows, i, j]
-            g_a = torch.where(alive.view(-1, 1, 1), g_a, torch.zeros_like(g_a))
-            gd_step(ws, g_a, lr3 * alive.view(-1, 1, 1), l2=lam3, prefixes=pre)
-            t_global += 1
-    a = prefix_products(ws)[-1]
-    alive &= torch.isfinite(a).flatten(1).all(1)
-    s, ranks, loss, rmse = _measure(a, prob, taus, alive, atol)
-    _log(logs, t_global, s, ranks, loss, rmse)
+    for phase, (lam, lr, n_steps) in enumerate(zip(lambdas, lrs, steps)):
+        draws = obs[
+            torch.randint(len(obs), (n_steps, len(rows)), generator=generator).to(obs.device)
+        ]
+        calls = [0]
+
+        def loss_fn(net: DeepLinearEnsemble, draws=draws, calls=calls, n_steps=n_steps):
+            weights, k = gd_w, calls[0]
+            calls[0] += 1
+            if len(rows) and k < n_steps:
+                weights = gd_w.clone()
+                weights[rows, draws[k] // d, draws[k] % d] = sgd_half
+            return (weights * (net.product() - prob.target).square()).sum((-2, -1))
+
+        def measure(state, dead=dead) -> None:
+            a = end_to_end([w.detach() for w in state.model.weights])
+            finite = torch.isfinite(a).flatten(1).all(1).cpu()
+            alive = (~dead & state.active.cpu() & finite).to(a.device)
+            s, ranks, loss, rmse = _measure(a, prob, taus, alive, atol)
+            _log(logs, state.step, s, ranks, loss, rmse)
+            last.update(s=s, alive=alive.cpu())
+
+        final = phase == len(steps) - 1
+        log_at = {k for k in range(n_steps + final) if (t_global + k) % log_every == 0}
+        log_at |= {n_steps} if final else set()
+        res = train(
+            model, loss_fn, optimizer="gd", lr=lr, l2=lam, steps=n_steps, log_at=log_at,
+            callbacks=[measure], on_diverge="stop", step_offset=t_global,
+        )  # fmt: skip
+        dead |= torch.tensor([st == "diverged" for st in res.statuses])
+        with torch.no_grad():
+            a = model.product()
+            dead |= ~torch.isfinite(a).flatten(1).all(1).cpu()
+            for w in model.weights:
+                w[dead.to(w.device)] = 0.0
+        t_global += n_steps
+    _write_back(ws, model)
     return StageLog(
         steps=logs["steps"],
         ranks={t: torch.stack(v, 1) for t, v in logs["ranks"].items()},
         loss=torch.stack(logs["loss"], 1),
         rmse=torch.stack(logs["rmse"], 1),
-        final_sv=s,
-        diverged=~alive,
+        final_sv=last["s"],
+        diverged=dead | ~last["alive"],
     )
 
 

@@ -10,7 +10,8 @@ This module runs GD and the discretized equation side by side over a grid of sca
 fast check of Fig. 1 (papers/linear.md § mixed-dynamics).
 
 **GD without w-sized arrays.** GD on (W₁, W₂) is closed in the d×d matrices A = W₂W₁,
-P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :func:`gram_gd_step`), and at the N(0, σ²) init
+P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :class:`._gram_gd.GramGD`, the optimizer that
+trains them through :func:`rankscope.train.train`), and at the N(0, σ²) init
 [[P, A], [Aᵀ, Q]]/σ² is Wishart(w, I_{2d}), sampled by Bartlett's decomposition
 (:func:`sample_gram_init`). So every point of the grid costs O(d³) per step whatever w is;
 ``gd_impl="factors"`` runs the explicit factors instead (capped at w·d ≤ ``max_wd``).
@@ -18,8 +19,7 @@ P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :func:`gram_gd_step`), and 
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -37,19 +37,39 @@ from rankscope.experiments.linear._mixed_sim import (
 )
 from rankscope.train.schedule import log_steps
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENT",
+    "PRESETS",
+    "Config",
+    "FastConfig",
+    "PointResult",
+    "Summary",
+    "TargetInfo",
+    "run",
+]
 
 PAPER = "arXiv:2405.17580"
 
 
 @dataclass(frozen=True)
+class FastConfig:
+    """The fast-check point (Fig. 1 and the reference table): η = 1/(eta_divisor·…), as Fig. 1."""
+
+    point: tuple[float, float] = (-1.85, 2.25)
+    d: int = 100
+    n_iters: int = 300
+    eta_divisor: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
-    """A grid over (γ_σ², γ_w) at size ``d`` (Fig. 2) and the fast-check point at ``fast_d``
+    """A grid over (γ_σ², γ_w) at size ``d`` (Fig. 2) and the fast-check point ``fast``
     (Fig. 1 and the reference table).
 
     η = 1/(divisor·σ²w) when γ_σ²+γ_w > 1, else 1/(divisor·‖A*‖_op) (the notebooks' rule):
-    ``eta_divisor`` = 50 with ``n_iters`` = 750 on the grid as in Fig. 2, ``fast_eta_divisor``
-    = 5 with ``fast_n_iters`` = 300 at the fast point as in Fig. 1. ``margin``: minimal
+    ``eta_divisor`` = 50 with ``n_iters`` = 750 on the grid as in Fig. 2, ``fast.eta_divisor``
+    = 5 with ``fast.n_iters`` = 300 at the fast point as in Fig. 1. ``margin``: minimal
     Euclidean distance to the lazy/active line γ_σ²+γ_w = 1 for a point to count as active or
     lazy in MD-1 (criterion 1 names it; MD-2 and MD-4 use every point). ``gd_update``:
     ``sequential`` is the notebooks' order (W₁ first, then W₂ with the new W₁);
@@ -63,10 +83,7 @@ class Config:
     gamma_w: tuple[float, ...] = (1.75, 1.96, 2.17, 2.38, 2.59, 2.8)
     n_iters: int = 750
     eta_divisor: float = 50.0
-    fast_point: tuple[float, float] = (-1.85, 2.25)
-    fast_d: int = 100
-    fast_n_iters: int = 300
-    fast_eta_divisor: float = 5.0
+    fast: FastConfig = field(default_factory=FastConfig)
     gd_impl: Literal["gram", "factors"] = "gram"
     gd_update: Literal["sequential", "simultaneous"] = "sequential"
     max_wd: float = 2e7
@@ -77,6 +94,66 @@ class Config:
     max_eta_halvings: int = 3
     batch_points: int = 36
     dtype: Literal["float32", "float64"] = "float32"
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One simulated (γ_σ², γ_w) point: its scalings and region, and the claim inputs."""
+
+    gamma_sigma2: float
+    gamma_w: float
+    d: int
+    sigma2: float
+    w: int
+    eta: float
+    region: str  # "active" (γσ²+γw < 1) or "lazy"
+    below_red: bool  # 2γσ²+γw < 0
+    line_distance: float  # signed distance to γσ²+γw = 1
+    sigma2_w: float
+    diverged: bool
+    eta_used: float
+    eta_halvings: int
+    n_iters: int
+    stop_iter: int
+    iter_of_min: int
+    min_test_error: float
+    init_test_error: float
+    global_min_test_error: float
+    final_test_error: float
+    stable_rank_at_min: float
+    rank_at_min: int
+    max_gap: float  # max_t ‖A_GD − A_SC‖_F/‖A_GD‖_F
+    iter_of_max_gap: int
+    max_gap_over_y: float
+    max_gap_to_stop: float
+    t90_topk: int
+    t90_next: int
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """The planted target A* of one problem size."""
+
+    d: int
+    stable_rank: float
+    op_norm: float
+    singular_values: tuple[float, ...]
+    observed_singular_values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    d: int
+    fast_d: int
+    rank: int
+    margin: float
+    gd_update: str
+    gd_impl: str
+    grid: tuple[PointResult, ...]
+    grid_target: TargetInfo
+    fast: PointResult
+    fast_target: TargetInfo
+    srank_target: float
 
 
 PRESETS = {
@@ -94,32 +171,32 @@ PRESETS = {
 }
 
 
-def _point_summary(p: Point, traj: dict, k: int, fraction: float) -> dict:
+def _point_summary(p: Point, traj: dict, k: int, fraction: float) -> PointResult:
     """Claim inputs of one point from its trajectories (numpy arrays, index = iteration)."""
     stop = early_stop_index(traj["train"], traj["test"])
     i_min = int(np.argmin(traj["test"][: stop + 1]))
     t90 = first_crossing(traj["sv"][:, : k + 1], fraction)
-    return {
+    return PointResult(
         **p.as_dict(),
-        "diverged": bool(traj["diverged"]),
-        "eta_used": float(traj["eta"]),
-        "eta_halvings": int(traj["eta_halvings"]),
-        "n_iters": len(traj["test"]) - 1,
-        "stop_iter": int(stop),
-        "iter_of_min": i_min,
-        "min_test_error": float(traj["test"][i_min]),
-        "init_test_error": float(traj["test"][0]),
-        "global_min_test_error": float(np.min(traj["test"])),
-        "final_test_error": float(traj["test"][-1]),
-        "stable_rank_at_min": float(traj["srank"][i_min]),
-        "rank_at_min": int(traj["rank"][i_min]),
-        "max_gap": float(np.max(traj["gap"])),
-        "iter_of_max_gap": int(np.argmax(traj["gap"])),
-        "max_gap_over_y": float(np.max(traj["gap_y"])),
-        "max_gap_to_stop": float(np.max(traj["gap"][: stop + 1])),
-        "t90_topk": int(np.max(t90[:k])),
-        "t90_next": int(t90[k]),
-    }
+        diverged=bool(traj["diverged"]),
+        eta_used=float(traj["eta"]),
+        eta_halvings=int(traj["eta_halvings"]),
+        n_iters=len(traj["test"]) - 1,
+        stop_iter=int(stop),
+        iter_of_min=i_min,
+        min_test_error=float(traj["test"][i_min]),
+        init_test_error=float(traj["test"][0]),
+        global_min_test_error=float(np.min(traj["test"])),
+        final_test_error=float(traj["test"][-1]),
+        stable_rank_at_min=float(traj["srank"][i_min]),
+        rank_at_min=int(traj["rank"][i_min]),
+        max_gap=float(np.max(traj["gap"])),
+        iter_of_max_gap=int(np.argmax(traj["gap"])),
+        max_gap_over_y=float(np.max(traj["gap_y"])),
+        max_gap_to_stop=float(np.max(traj["gap"][: stop + 1])),
+        t90_topk=int(np.max(t90[:k])),
+        t90_next=int(t90[k]),
+    )
 
 
 def _log_point(ctx: RunContext, tag: str, traj: dict, n_sv: int, n_log: int) -> None:
@@ -135,16 +212,17 @@ def _log_point(ctx: RunContext, tag: str, traj: dict, n_sv: int, n_log: int) -> 
 
 
 def _validate(cfg: Config) -> None:
-    if not 1 <= cfg.rank < min(cfg.d, cfg.fast_d):
+    if not 1 <= cfg.rank < min(cfg.d, cfg.fast.d):
         raise ValueError(
-            f"rank must be in [1, d), got rank={cfg.rank}, d={cfg.d}, fast_d={cfg.fast_d}"
+            f"rank must be in [1, d), got rank={cfg.rank}, d={cfg.d}, fast.d={cfg.fast.d}"
         )
     if not cfg.gamma_sigma2 or not cfg.gamma_w:
         raise ValueError("gamma_sigma2 and gamma_w must be non-empty tuples of exponents")
-    if min(cfg.n_iters, cfg.fast_n_iters) < 2 or min(cfg.eta_divisor, cfg.fast_eta_divisor) <= 0:
+    fast = cfg.fast
+    if min(cfg.n_iters, fast.n_iters) < 2 or min(cfg.eta_divisor, fast.eta_divisor) <= 0:
         raise ValueError(
-            "need n_iters, fast_n_iters >= 2 and eta divisors > 0, got "
-            f"{cfg.n_iters}, {cfg.fast_n_iters}, {cfg.eta_divisor}, {cfg.fast_eta_divisor}"
+            "need n_iters, fast.n_iters >= 2 and eta divisors > 0, got "
+            f"{cfg.n_iters}, {fast.n_iters}, {cfg.eta_divisor}, {fast.eta_divisor}"
         )
 
 
@@ -163,26 +241,13 @@ def _settings(cfg: Config, n_iters: int) -> SimSettings:
 def run(config: Config, ctx: RunContext) -> Result:
     """Simulate the grid at ``d`` and the fast point at ``fast_d`` (GD and SC side by side)."""
     _validate(config)
-    t0 = time.perf_counter()
     dtype = getattr(torch, config.dtype)
-    out: dict = {
-        "d": config.d,
-        "fast_d": config.fast_d,
-        "rank": config.rank,
-        "margin": config.margin,
-        "gd_update": config.gd_update,
-        "gd_impl": config.gd_impl,
-    }
+    out: dict = {}
     grid = [(a, b) for a in config.gamma_sigma2 for b in config.gamma_w]
+    fast = config.fast
     jobs = [
         ("grid", config.d, grid, config.n_iters, config.eta_divisor),
-        (
-            "fast",
-            config.fast_d,
-            [tuple(config.fast_point)],
-            config.fast_n_iters,
-            config.fast_eta_divisor,
-        ),
+        ("fast", fast.d, [tuple(fast.point)], fast.n_iters, fast.eta_divisor),
     ]
     for j, (kind, d, coords, n_iters, divisor) in enumerate(jobs):
         problem = make_problem(d, config.rank, generator=ctx.child_generator(d), dtype=dtype)
@@ -196,20 +261,28 @@ def run(config: Config, ctx: RunContext) -> Result:
         ]
         for p, tr in zip(points, trajs):
             tag = f"{kind}:gs={p.gamma_sigma2:.4g},gw={p.gamma_w:.4g}"
-            fast = kind == "fast"
+            is_fast = kind == "fast"
             _log_point(
                 ctx,
                 tag,
                 tr,
-                config.n_sv_log if fast else 0,
-                n_iters + 1 if fast else config.grid_log_points,
+                config.n_sv_log if is_fast else 0,
+                n_iters + 1 if is_fast else config.grid_log_points,
             )
-        out[kind] = summaries if kind == "grid" else summaries[0]
-        out[f"{kind}_target"] = problem.describe()
+        out[kind] = tuple(summaries) if kind == "grid" else summaries[0]
+        out[f"{kind}_target"] = TargetInfo(**problem.describe())
         ctx.progress((j + 1) / len(jobs))
-    out["srank_target"] = out["grid_target"]["stable_rank"]
-    out["wall_time_s"] = time.perf_counter() - t0
-    return Result(summary=out, records=ctx.log.freeze())
+    summary = Summary(
+        d=config.d,
+        fast_d=fast.d,
+        rank=config.rank,
+        margin=config.margin,
+        gd_update=config.gd_update,
+        gd_impl=config.gd_impl,
+        **out,
+        srank_target=out["grid_target"].stable_rank,
+    )
+    return Result(summary=summary, records=ctx.log.freeze())
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -221,6 +294,7 @@ CLAIMS: tuple[Claim, ...] = (
         "that of lazy points.",
         expected="median(active) / median(lazy) < 0.6",
         check=_claims.active_beats_lazy,
+        invert=_claims.invert_active_beats_lazy,
     ),
     Claim(
         id="MD-2",
@@ -229,6 +303,7 @@ CLAIMS: tuple[Claim, ...] = (
         "active region and ≥ srank(A*) + 2 in the lazy region (every grid point).",
         expected="|srank − srank(A*)| ≤ 1 (active); srank ≥ srank(A*) + 2 (lazy)",
         check=_claims.stable_rank_by_region,
+        invert=_claims.invert_stable_rank,
     ),
     Claim(
         id="MD-3",
@@ -238,6 +313,7 @@ CLAIMS: tuple[Claim, ...] = (
         "red line.",
         expected="max gap < 0.1 at every such point",
         check=_claims.gd_matches_self_consistent,
+        invert=_claims.invert_gap,
     ),
     Claim(
         id="MD-4",
@@ -247,6 +323,7 @@ CLAIMS: tuple[Claim, ...] = (
         "that of the (K+1)-th.",
         expected="t90(top-K) < 0.5·t90(K+1) in every active run",
         check=_claims.topk_converges_first,
+        invert=_claims.invert_topk,
     ),
     Claim(
         id="MD-5",
@@ -255,6 +332,7 @@ CLAIMS: tuple[Claim, ...] = (
         "< 0.35 and a stable rank at the minimum in [2.5, 3.7].",
         expected="min test error < 0.35; stable rank in [2.5, 3.7]",
         check=_claims.fast_check,
+        invert=_claims.invert_fast,
     ),
 )
 
@@ -276,5 +354,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 3, "paper": 1},
 )

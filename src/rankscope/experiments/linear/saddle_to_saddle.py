@@ -13,7 +13,7 @@ The γ-transition (matrix completion, σ² = w^{−γ}) lives in :mod:`._complet
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,19 +21,50 @@ import torch
 from rankscope.experiments.base import Experiment, Result, RunContext
 from rankscope.experiments.linear import _s2s_claims as claims
 from rankscope.experiments.linear._completion import gamma_transition
-from rankscope.experiments.linear._dln import (
-    gd_step,
-    log_spaced_steps,
-    planted_matrix,
-    prefix_products,
-    scaled_init,
-)
+from rankscope.experiments.linear._dln import log_spaced_steps, planted_matrix, scaled_init
 from rankscope.metrics import numerical_rank, singular_values
-from rankscope.train.errors import Diverged
+from rankscope.models import end_to_end
+from rankscope.train import train
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run", "sub_run_tag"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENT",
+    "PRESETS",
+    "Config",
+    "DepthRun",
+    "GammaConfig",
+    "GammaRun",
+    "Summary",
+    "run",
+    "sub_run_tag",
+]
 
 _L4_GRID = (1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4)
+
+
+@dataclass(frozen=True)
+class GammaConfig:
+    """The γ-transition sub-study (matrix completion, σ² = w^{−γ}; criterion 4)."""
+
+    dim: int = 20
+    target: tuple[float, ...] = (10.0, 5.0)
+    observed: float = 0.3
+    widths: tuple[int, ...] = (50, 200, 800)
+    gammas: tuple[float, ...] = (0.5, 1.5)
+    depth: int = 2
+    lr: float = 0.01
+    max_steps: int = 100_000
+    tol: float = 1e-10  # stop when ½Σ_obs residual² < tol
+    rank_tol: float = 1e-2  # final rank counts s_i > tol · s_1
+
+    def __post_init__(self) -> None:
+        if len(self.target) > self.dim:
+            raise ValueError(
+                f"gamma.target has {len(self.target)} singular values, more than gamma.dim = "
+                f"{self.dim}"
+            )
+        if self.depth < 2:
+            raise ValueError(f"gamma.depth must be >= 2, got {self.depth}")
 
 
 @dataclass(frozen=True)
@@ -55,16 +86,7 @@ class Config:
     rank_eps: float = 0.05  # Rank_ε with ε = rank_eps · s_min(A*)
     n_sv_logged: int = 5
     n_log: int = 160
-    gamma_dim: int = 20
-    gamma_target: tuple[float, ...] = (10.0, 5.0)
-    gamma_observed: float = 0.3
-    gamma_widths: tuple[int, ...] = (50, 200, 800)
-    gammas: tuple[float, ...] = (0.5, 1.5)
-    gamma_depth: int = 2
-    gamma_lr: float = 0.01
-    gamma_max_steps: int = 100_000
-    gamma_tol: float = 1e-10  # stop when ½Σ_obs residual² < gamma_tol
-    gamma_rank_tol: float = 1e-2  # final rank counts s_i > tol · s_1
+    gamma: GammaConfig = field(default_factory=GammaConfig)
 
     def __post_init__(self) -> None:
         if not (len(self.depths) == len(self.sigma2) == len(self.lr)):
@@ -74,8 +96,55 @@ class Config:
             )
         if any(d < 2 for d in self.depths):
             raise ValueError(f"depths must be >= 2, got {self.depths}")
-        if len(self.target) > self.dim or len(self.gamma_target) > self.gamma_dim:
-            raise ValueError("more target singular values than the matrix dimension")
+        if len(self.target) > self.dim:
+            raise ValueError(
+                f"target has {len(self.target)} singular values, more than dim = {self.dim}"
+            )
+
+
+@dataclass(frozen=True)
+class DepthRun:
+    """One (depth, σ²) run: half-fit times t_i (steps·η, NaN if never), the compressed
+    Rank_ε sequence, and the final state."""
+
+    depth: int
+    sigma2: float
+    lr: float
+    tag: str
+    half_fit: tuple[float, ...]
+    rank_sequence: tuple[int, ...]
+    initial_rank: int
+    steps: int
+    time: float
+    final_loss: float
+    final_sv: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class GammaRun:
+    """One (γ, w) completion run of the γ-transition."""
+
+    gamma: float
+    width: int
+    sigma2: float
+    tag: str
+    steps: int
+    train_loss: float
+    converged: bool
+    final_rank: int
+    unobserved_change: float
+    unobserved_rmse: float
+    init_rmse: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    target: tuple[float, ...]
+    rank_eps: float  # the absolute tolerance ε of Rank_ε
+    depth_runs: tuple[DepthRun, ...]
+    gamma_runs: tuple[GammaRun, ...]
+    gamma_dim: int
+    gamma_target_rank: int
 
 
 PRESETS = {
@@ -83,7 +152,7 @@ PRESETS = {
         width=60,
         sigma2=((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), (1e-3, 10**-3.5, 1e-4), (1e-2, 10**-2.5, 1e-3)),
         n_log=60,
-        gamma_widths=(50, 200),
+        gamma=GammaConfig(widths=(50, 200)),
     ),
     "default": Config(),
     "paper": Config(
@@ -93,7 +162,7 @@ PRESETS = {
             (*_L4_GRID, 10**-4.5),
         ),
         max_time=1500.0,
-        gamma_widths=(50, 200, 800, 1600),
+        gamma=GammaConfig(widths=(50, 200, 800, 1600)),
     ),
 }
 
@@ -115,7 +184,7 @@ class _ModeTracker:
     def update(self, step: int, s: torch.Tensor) -> np.ndarray:
         """Feed the spectra (E, d) at ``step``; returns the members whose rank changed."""
         k = self.target.size
-        cur = s[:, :k].numpy()
+        cur = s[:, :k].cpu().numpy()
         half = self.target / 2
         if self.prev is not None:
             new = np.isnan(self.times) & (cur > half) & (self.prev <= half)
@@ -135,71 +204,94 @@ class _ModeTracker:
         return bool(np.isfinite(self.times).all()) and step * self.lr >= settle * self.times.max()
 
 
-def _train_depth(cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, span) -> list[dict]:
-    """GD for every σ² of depth ``cfg.depths[i]`` as one batched ensemble."""
+class _Spectra:
+    """Engine callback at every step: the spectrum of A_t for all members feeds the
+    :class:`_ModeTracker`; spectra, losses and ranks go to the records at the log-spaced
+    steps (and ranks whenever they change). Returns True (stop) once every mode is learned
+    and settled."""
+
+    def __init__(self, cfg: Config, tracker: _ModeTracker, target, tags, max_steps, ctx, span):
+        self.cfg, self.tracker, self.tags, self.max_steps = cfg, tracker, tags, max_steps
+        self.target = target
+        self.log_at = log_spaced_steps(max_steps, cfg.n_log)
+        self.ctx, self.span = ctx, span
+        self.step, self.s, self.loss = 0, None, None
+
+    def __call__(self, state) -> bool:
+        step, log = state.step, self.ctx.log
+        a = end_to_end([w.detach() for w in state.params])  # (E, d, d)
+        s = singular_values(a)  # (E, d)
+        loss = 0.5 * (a - self.target).square().sum((1, 2))  # ½‖A − A*‖² per member
+        changed = self.tracker.update(step, s)
+        done = self.tracker.done(step, self.cfg.settle) or step == self.max_steps
+        for e, tag in enumerate(self.tags):
+            if step in self.log_at or done:
+                log.log_vector("sv", s[e, : self.cfg.n_sv_logged], step=step, layer=tag)
+                log.log("loss", loss[e], step=step, layer=tag)
+            if changed[e] or step in self.log_at or done:
+                log.log("rank", self.tracker.sequences[e][-1], step=step, layer=tag)
+        if step % 500 == 0:
+            lo, hi = self.span
+            self.ctx.progress(lo + (hi - lo) * step / self.max_steps)
+        self.step, self.s, self.loss = step, s, loss
+        return done
+
+
+def _train_depth(
+    cfg: Config, i: int, target: torch.Tensor, ctx: RunContext, span
+) -> list[DepthRun]:
+    """GD for every σ² of depth ``cfg.depths[i]`` as one stacked ensemble."""
     depth, lr, sig2 = cfg.depths[i], float(cfg.lr[i]), tuple(cfg.sigma2[i])
     dims = [cfg.dim] + [cfg.width] * (depth - 1) + [cfg.dim]
     ws = scaled_init(dims, [math.sqrt(s) for s in sig2], generator=ctx.child_generator(depth))
+    ws = [w.to(ctx.device).requires_grad_(True) for w in ws]  # (E, n_ℓ, n_{ℓ−1}) each
     tgt = np.asarray(cfg.target, dtype=float)
     tracker = _ModeTracker(tgt, len(sig2), cfg.rank_eps * float(tgt.min()), lr)
     max_steps = math.ceil(cfg.max_time / lr)
-    log_at = log_spaced_steps(max_steps, cfg.n_log)
     tags = [sub_run_tag(depth, s) for s in sig2]
-    for step in range(max_steps + 1):
-        pre = prefix_products(ws)
-        resid = pre[-1] - target  # (E, d, d)
-        loss = 0.5 * resid.square().sum((1, 2))  # (E,)
-        if not bool(torch.isfinite(loss).all()):
-            raise Diverged(step, what=f"loss at depth {depth}", value=float(loss.max()))
-        s = singular_values(pre[-1])  # (E, d)
-        changed = tracker.update(step, s)
-        done = tracker.done(step, cfg.settle) or step == max_steps
-        for e in range(len(sig2)):
-            if step in log_at or done:
-                ctx.log.log_vector("sv", s[e, : cfg.n_sv_logged], step=step, layer=tags[e])
-                ctx.log.log("loss", loss[e], step=step, layer=tags[e])
-            if changed[e] or step in log_at or done:
-                ctx.log.log("rank", tracker.sequences[e][-1], step=step, layer=tags[e])
-        if done:
-            break
-        gd_step(ws, resid, lr, prefixes=pre)
-        if step % 500 == 0:
-            ctx.progress(span[0] + (span[1] - span[0]) * step / max_steps)
-    final_s = s[:, : len(tgt)]
+    target = target.to(ctx.device)
+    spectra = _Spectra(cfg, tracker, target, tags, max_steps, ctx, span)
+
+    def loss_fn(params: list[torch.Tensor]) -> torch.Tensor:
+        """Σ_e ½‖A_e − A*‖²: the members share nothing, so each gets its own gradient."""
+        return 0.5 * (end_to_end(params) - target).square().sum()
+
+    train(ws, loss_fn, optimizer="gd", lr=lr, steps=max_steps, log_at=1, callbacks=[spectra])
+    final_s = spectra.s[:, : len(tgt)]
     return [
-        {
-            "depth": depth,
-            "sigma2": float(s2),
-            "lr": lr,
-            "tag": tags[e],
-            "half_fit": [float(t) for t in tracker.times[e]],
-            "rank_sequence": tracker.sequences[e],
-            "initial_rank": tracker.sequences[e][0],
-            "steps": step,
-            "time": step * lr,
-            "final_loss": float(loss[e]),
-            "final_sv": [float(v) for v in final_s[e]],
-        }
+        DepthRun(
+            depth=depth,
+            sigma2=float(s2),
+            lr=lr,
+            tag=tags[e],
+            half_fit=tuple(float(t) for t in tracker.times[e]),
+            rank_sequence=tuple(tracker.sequences[e]),
+            initial_rank=tracker.sequences[e][0],
+            steps=spectra.step,
+            time=spectra.step * lr,
+            final_loss=float(spectra.loss[e]),
+            final_sv=tuple(float(v) for v in final_s[e]),
+        )
         for e, s2 in enumerate(sig2)
     ]
 
 
 def run(config: Config, ctx: RunContext) -> Result:
     target, _, _ = planted_matrix(config.dim, config.target, generator=ctx.generator)
-    runs: list[dict] = []
+    runs: list[DepthRun] = []
     n = len(config.depths)
     for i in range(n):
         runs.extend(_train_depth(config, i, target, ctx, (0.8 * i / n, 0.8 * (i + 1) / n)))
-    gamma_runs = gamma_transition(config, ctx)
+    gamma_runs = gamma_transition(config.gamma, ctx)
     ctx.progress(1.0)
-    summary = {
-        "target": [float(v) for v in config.target],
-        "rank_eps": config.rank_eps * min(config.target),
-        "depth_runs": runs,
-        "gamma_runs": gamma_runs,
-        "gamma_dim": config.gamma_dim,
-        "gamma_target_rank": len(config.gamma_target),
-    }
+    summary = Summary(
+        target=tuple(float(v) for v in config.target),
+        rank_eps=config.rank_eps * min(config.target),
+        depth_runs=tuple(runs),
+        gamma_runs=tuple(GammaRun(**r) for r in gamma_runs),
+        gamma_dim=config.gamma.dim,
+        gamma_target_rank=len(config.gamma.target),
+    )
     return Result(summary=summary, records=ctx.log.freeze())
 
 
@@ -221,5 +313,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 3, "paper": 5},
 )

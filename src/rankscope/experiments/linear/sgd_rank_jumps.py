@@ -7,7 +7,7 @@ hyper-parameters are toolkit designs, open_questions B1/C):
 
 * target 20×20 of rank 2 (singular values 3, 2), 40% of the entries observed;
   DLN L = 4, width 20, init N(0, 1/width);
-* stage 0: full-batch GD with λ = 1e-4 until ‖∇L_λ‖_F < ``stage0_tol`` (a stationary point);
+* stage 0: full-batch GD with λ = 1e-4 until ‖∇L_λ‖_F < ``stage0.tol`` (a stationary point);
 * stage 1, from the stage-0 point: full-batch GD and SGD(batch 1) on the annealing schedule
   (λ, η) = (1e-2, 0.05) for 2e4 steps, then (1e-3, 0.01) for 2e4 steps. The pitfall rule is
   run for every factor in ``lambda_scales`` (λ's scaled together) and the largest factor at
@@ -21,16 +21,16 @@ hyper-parameters are toolkit designs, open_questions B1/C):
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
 from rankscope.experiments.base import Claim, Diverged, Experiment, Result, RunContext
 from rankscope.experiments.linear import _sgd_claims as _claims
-from rankscope.experiments.linear._dln import observation_mask, planted_matrix, prefix_products
+from rankscope.experiments.linear._dln import observation_mask, planted_matrix
 from rankscope.experiments.linear._sgd_jumps import (
     Completion,
     StageLog,
@@ -40,12 +40,50 @@ from rankscope.experiments.linear._sgd_jumps import (
     train_schedule,
 )
 from rankscope.metrics import singular_values
-from rankscope.models.linear import balanced_factors, balancedness, init_deep_linear
+from rankscope.models.linear import balanced_factors, balancedness, end_to_end, init_deep_linear
 
-__all__ = ["CLAIMS", "EXPERIMENT", "PRESETS", "Config", "run"]
+__all__ = [
+    "CLAIMS",
+    "EXPERIMENT",
+    "PRESETS",
+    "Config",
+    "FlipStart",
+    "Member",
+    "ScheduleConfig",
+    "Stage0Config",
+    "Stage0Result",
+    "Summary",
+    "run",
+]
 
 PAPER = "arXiv:2305.16038"
 KINDS = ("gd", "sgd", "flip")
+
+
+@dataclass(frozen=True)
+class Stage0Config:
+    """Stage 0: full-batch GD at λ = ``lam`` until ‖∇L_λ‖_F < ``tol`` (or ``max_steps``)."""
+
+    lam: float = 1e-4
+    lr: float = 0.5
+    tol: float = 1e-5
+    max_steps: int = 60_000
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Stage 1: phase p runs ``steps[p]`` steps at (λ, η) = (``lambdas[p]``, ``lrs[p]``)."""
+
+    lambdas: tuple[float, ...] = (1e-2, 1e-3)
+    lrs: tuple[float, ...] = (0.05, 0.01)
+    steps: tuple[int, ...] = (20_000, 20_000)
+
+    def __post_init__(self) -> None:
+        if len({len(self.lambdas), len(self.lrs), len(self.steps)}) != 1 or not self.steps:
+            raise ValueError(
+                "schedule.lambdas, schedule.lrs and schedule.steps need the same non-zero "
+                f"length, got {self.lambdas}, {self.lrs}, {self.steps}"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,13 +97,8 @@ class Config:
     depth: int = 4
     width: int = 20
     init_std: float = 0.0
-    stage0_lambda: float = 1e-4
-    stage0_lr: float = 0.5
-    stage0_tol: float = 1e-5
-    stage0_max_steps: int = 60_000
-    phase_lambdas: tuple[float, ...] = (1e-2, 1e-3)
-    phase_lrs: tuple[float, ...] = (0.05, 0.01)
-    phase_steps: tuple[int, ...] = (20_000, 20_000)
+    stage0: Stage0Config = field(default_factory=Stage0Config)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     lambda_scales: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01)
     log_every: int = 100
     taus: tuple[float, ...] = (1e-2, 1e-3)
@@ -76,9 +109,69 @@ class Config:
     loss_norm: Literal["mean", "sum"] = "mean"
 
 
+@dataclass(frozen=True)
+class Stage0Result:
+    """The stage-0 stationary point (ranks per τ, keyed by f"{τ:g}")."""
+
+    steps: int
+    grad_norm: float
+    lr: float
+    lr_halvings: int
+    converged: bool
+    ranks: dict[str, int]
+    singular_values: tuple[float, ...]
+    train_loss: float
+    unobserved_rmse: float
+
+
+@dataclass(frozen=True)
+class FlipStart:
+    """The relaxed rank-2 start of a flip member."""
+
+    steps: int
+    grad_norm: float
+    ranks: dict[str, int]
+    singular_values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One stage-1 member (kind ``gd``, ``sgd`` or ``flip`` at one λ scale): raw rank logs per
+    τ, final filtered ranks per τ and the final state."""
+
+    kind: str
+    scale: float
+    lambdas: tuple[float, ...]
+    lrs: tuple[float, ...]
+    lr_halvings: int
+    diverged: bool
+    rank_seq: dict[str, tuple[int, ...]]
+    final_rank: dict[str, int]
+    final_unobserved_rmse: float
+    final_train_loss: float
+    final_singular_values: tuple[float, ...]
+    final_balancedness: float
+    start: FlipStart | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    target_rank: int
+    target_values: tuple[float, ...]
+    taus: tuple[str, ...]  # f"{τ:g}"; the first is the claims' tolerance
+    persist: int
+    stage0: Stage0Result
+    members: tuple[Member, ...]
+    phase_boundaries: tuple[int, ...]
+    chosen_scale: float | None  # the largest λ scale at which GD kept its stage-0 rank
+
+
 PRESETS = {
     "smoke": Config(
-        stage0_max_steps=4000, phase_steps=(1500, 1500), lambda_scales=(1.0, 0.1), log_every=50
+        stage0=Stage0Config(max_steps=4000),
+        schedule=ScheduleConfig(steps=(1500, 1500)),
+        lambda_scales=(1.0, 0.1),
+        log_every=50,
     ),
     "default": Config(),
     "paper": Config(),
@@ -86,54 +179,45 @@ PRESETS = {
 
 
 def _validate(cfg: Config) -> None:
-    lens = {len(cfg.phase_lambdas), len(cfg.phase_lrs), len(cfg.phase_steps)}
-    if len(lens) != 1 or not cfg.phase_steps:
-        raise ValueError(
-            "phase_lambdas, phase_lrs and phase_steps need the same non-zero length, "
-            f"got {cfg.phase_lambdas}, {cfg.phase_lrs}, {cfg.phase_steps}"
-        )
     if not cfg.lambda_scales or min(cfg.lambda_scales) <= 0:
         raise ValueError(f"lambda_scales must be positive factors, got {cfg.lambda_scales}")
     if cfg.depth < 2 or not cfg.taus or cfg.log_every < 1 or cfg.persist < 1:
         raise ValueError("need depth >= 2, at least one tau, log_every >= 1 and persist >= 1")
 
 
-def _stage0(cfg: Config, prob: Completion, dims, gen) -> tuple[list[torch.Tensor], dict]:
+def _stage0(cfg: Config, prob: Completion, dims, gen) -> tuple[list[torch.Tensor], Stage0Result]:
     std = cfg.init_std if cfg.init_std > 0 else 1 / math.sqrt(cfg.width)
-    init = [w[None] for w in init_deep_linear(dims, std, generator=gen, dtype=torch.float64)]
-    lr = cfg.stage0_lr
+    init = init_deep_linear(dims, std, generator=gen, dtype=torch.float64)
+    init = [w[None].to(prob.target.device) for w in init]
+    st0 = cfg.stage0
+    lr = st0.lr
     for _ in range(cfg.max_lr_halvings + 1):
         ws = [w.clone() for w in init]
         steps, gnorm = gd_until_stationary(
-            ws,
-            prob,
-            lam=cfg.stage0_lambda,
-            lr=lr,
-            tol=cfg.stage0_tol,
-            max_steps=cfg.stage0_max_steps,
+            ws, prob, lam=st0.lam, lr=lr, tol=st0.tol, max_steps=st0.max_steps
         )
         if torch.isfinite(gnorm).all():
             break
         lr /= 2
     else:
         raise Diverged(steps, what="stage-0 GD gradient norm")
-    a = prefix_products(ws)[-1]
+    a = end_to_end(ws)
     s = singular_values(a[0])
-    info = {
-        "steps": steps,
-        "grad_norm": float(gnorm[0]),
-        "lr": lr,
-        "lr_halvings": round(math.log2(cfg.stage0_lr / lr)),
-        "converged": bool(gnorm[0] < cfg.stage0_tol),
-        "ranks": {f"{t:g}": int(rank_of(s, t, cfg.rank_atol)) for t in cfg.taus},
-        "singular_values": [float(x) for x in s],
-        "train_loss": float(prob.train_loss(a)[0]),
-        "unobserved_rmse": float(prob.unobserved_rmse(a)[0]),
-    }
+    info = Stage0Result(
+        steps=steps,
+        grad_norm=float(gnorm[0]),
+        lr=lr,
+        lr_halvings=round(math.log2(st0.lr / lr)),
+        converged=bool(gnorm[0] < st0.tol),
+        ranks={f"{t:g}": int(rank_of(s, t, cfg.rank_atol)) for t in cfg.taus},
+        singular_values=tuple(float(x) for x in s),
+        train_loss=float(prob.train_loss(a)[0]),
+        unobserved_rmse=float(prob.unobserved_rmse(a)[0]),
+    )
     return ws, info
 
 
-def _flip_start(cfg: Config, prob: Completion) -> tuple[list[torch.Tensor], list[dict]]:
+def _flip_start(cfg: Config, prob: Completion) -> tuple[list[torch.Tensor], list[FlipStart]]:
     """Rank-2 minima: balanced factors of A* relaxed by GD at each phase-1 λ (one member each)."""
     n = len(cfg.lambda_scales)
     ws = [
@@ -141,19 +225,20 @@ def _flip_start(cfg: Config, prob: Completion) -> tuple[list[torch.Tensor], list
         for w in balanced_factors(prob.target, cfg.depth, width=cfg.width)
     ]
     lam = torch.tensor(
-        [f * cfg.phase_lambdas[0] for f in cfg.lambda_scales], dtype=torch.float64
+        [f * cfg.schedule.lambdas[0] for f in cfg.lambda_scales], dtype=torch.float64
     ).view(-1, 1, 1)
+    st0 = cfg.stage0
     steps, gnorm = gd_until_stationary(
-        ws, prob, lam=lam, lr=cfg.stage0_lr, tol=cfg.stage0_tol, max_steps=cfg.stage0_max_steps
+        ws, prob, lam=lam, lr=st0.lr, tol=st0.tol, max_steps=st0.max_steps
     )
-    s = singular_values(prefix_products(ws)[-1])
+    s = singular_values(end_to_end(ws))
     info = [
-        {
-            "steps": steps,
-            "grad_norm": float(g),
-            "ranks": {f"{t:g}": int(rank_of(s[e], t, cfg.rank_atol)) for t in cfg.taus},
-            "singular_values": [float(x) for x in s[e, : len(cfg.target_values) + 1]],
-        }
+        FlipStart(
+            steps=steps,
+            grad_norm=float(g),
+            ranks={f"{t:g}": int(rank_of(s[e], t, cfg.rank_atol)) for t in cfg.taus},
+            singular_values=tuple(float(x) for x in s[e, : len(cfg.target_values) + 1]),
+        )
         for e, g in enumerate(gnorm)
     ]
     return ws, info
@@ -183,9 +268,11 @@ def _stage1(cfg: Config, prob: Completion, keys, init, gen) -> tuple[StageLog, l
             ws,
             prob,
             sgd=sgd[idx],
-            lambdas=[lam * scale[idx] for lam in cfg.phase_lambdas],
-            lrs=[torch.full((len(todo),), lr / 2**h, dtype=torch.float64) for lr in cfg.phase_lrs],
-            steps=cfg.phase_steps,
+            lambdas=[lam * scale[idx] for lam in cfg.schedule.lambdas],
+            lrs=[
+                torch.full((len(todo),), lr / 2**h, dtype=torch.float64) for lr in cfg.schedule.lrs
+            ],
+            steps=cfg.schedule.steps,
             log_every=cfg.log_every,
             taus=cfg.taus,
             generator=gen,
@@ -200,73 +287,71 @@ def _stage1(cfg: Config, prob: Completion, keys, init, gen) -> tuple[StageLog, l
     return logs, final_ws, halvings
 
 
-def _member_summary(cfg: Config, key, log_row, ws_e, halvings: int) -> dict:
+def _member_summary(cfg: Config, key, log_row, ws_e, halvings: int, start) -> Member:
     log, row = log_row
     kind, f = key
-    seqs = {f"{t:g}": [int(x) for x in log.ranks[t][row]] for t in cfg.taus}
+    seqs = {f"{t:g}": tuple(int(x) for x in log.ranks[t][row]) for t in cfg.taus}
     filt = {t: hysteresis_filter(v, cfg.persist) for t, v in seqs.items()}
-    return {
-        "kind": kind,
-        "scale": f,
-        "lambdas": [f * lam for lam in cfg.phase_lambdas],
-        "lrs": [lr / 2**halvings for lr in cfg.phase_lrs],
-        "lr_halvings": halvings,
-        "diverged": bool(log.diverged[row]),
-        "rank_seq": seqs,
-        "final_rank": {t: v[-1] for t, v in filt.items()},
-        "final_unobserved_rmse": float(log.rmse[row, -1]),
-        "final_train_loss": float(log.loss[row, -1]),
-        "final_singular_values": [float(x) for x in log.final_sv[row]],
-        "final_balancedness": float(balancedness([w for w in ws_e]).max()),
-    }
+    return Member(
+        kind=kind,
+        scale=f,
+        lambdas=tuple(f * lam for lam in cfg.schedule.lambdas),
+        lrs=tuple(lr / 2**halvings for lr in cfg.schedule.lrs),
+        lr_halvings=halvings,
+        diverged=bool(log.diverged[row]),
+        rank_seq=seqs,
+        final_rank={t: v[-1] for t, v in filt.items()},
+        final_unobserved_rmse=float(log.rmse[row, -1]),
+        final_train_loss=float(log.loss[row, -1]),
+        final_singular_values=tuple(float(x) for x in log.final_sv[row]),
+        final_balancedness=float(balancedness(list(ws_e)).max()),
+        start=start,
+    )
 
 
-def _log_member(ctx: RunContext, m: dict, log_row) -> None:
+def _log_member(ctx: RunContext, m: Member, log_row) -> None:
     log, row = log_row
-    tag = f"{m['kind']},scale={m['scale']:g}"
+    tag = f"{m.kind},scale={m.scale:g}"
     for i, step in enumerate(log.steps):
-        for t, seq in m["rank_seq"].items():
+        for t, seq in m.rank_seq.items():
             ctx.log.log(f"rank@{t}", seq[i], step=step, layer=tag)
         ctx.log.log("train_loss", float(log.loss[row, i]), step=step, layer=tag)
         ctx.log.log("unobserved_rmse", float(log.rmse[row, i]), step=step, layer=tag)
-    ctx.log.log_vector("sv_final", m["final_singular_values"], step=log.steps[-1], layer=tag)
+    ctx.log.log_vector("sv_final", list(m.final_singular_values), step=log.steps[-1], layer=tag)
 
 
 def run(config: Config, ctx: RunContext) -> Result:
     """Stage 0 (GD to a stationary point), then GD / SGD / flip members on the schedule."""
     _validate(config)
-    t0 = time.perf_counter()
     gen = ctx.generator
     target, _, _ = planted_matrix(config.dim, config.target_values, generator=gen)
     mask = observation_mask(config.dim, config.observed, generator=gen)
+    target, mask = target.to(ctx.device), mask.to(ctx.device)
     prob = Completion(target, mask, config.loss_norm)
     dims = [config.dim] + [config.width] * (config.depth - 1) + [config.dim]
     stage0_ws, stage0 = _stage0(config, prob, dims, gen)
-    ctx.log.log_vector("sv_stage0", stage0["singular_values"], step=stage0["steps"], layer="stage0")
+    ctx.log.log_vector("sv_stage0", list(stage0.singular_values), step=stage0.steps, layer="stage0")
     ctx.progress(0.3)
     flip_ws, flip_info = _flip_start(config, prob) if config.flip_test else (None, [])
     keys, init = _members(config, stage0_ws, flip_ws)
     logs, final_ws, halvings = _stage1(config, prob, keys, init, gen)
     members = []
-    for e, key in enumerate(keys):
-        members.append(_member_summary(config, key, logs[e], final_ws[e], halvings[e]))
+    for e, (kind, f) in enumerate(keys):
+        start = flip_info[config.lambda_scales.index(f)] if kind == "flip" else None
+        members.append(_member_summary(config, (kind, f), logs[e], final_ws[e], halvings[e], start))
         _log_member(ctx, members[-1], logs[e])
-    for m in members:
-        if m["kind"] == "flip":
-            m["start"] = flip_info[config.lambda_scales.index(m["scale"])]
-    summary = {
-        "target_rank": len(config.target_values),
-        "target_values": list(config.target_values),
-        "taus": [f"{t:g}" for t in config.taus],
-        "persist": config.persist,
-        "stage0": stage0,
-        "members": members,
-        "phase_boundaries": [
-            sum(config.phase_steps[: i + 1]) for i in range(len(config.phase_steps))
-        ],
-    }
-    summary["chosen_scale"] = _claims.choose_scale(summary)
-    summary["wall_time_s"] = time.perf_counter() - t0
+    steps = config.schedule.steps
+    summary = Summary(
+        target_rank=len(config.target_values),
+        target_values=tuple(config.target_values),
+        taus=tuple(f"{t:g}" for t in config.taus),
+        persist=config.persist,
+        stage0=stage0,
+        members=tuple(members),
+        phase_boundaries=tuple(sum(steps[: i + 1]) for i in range(len(steps))),
+        chosen_scale=None,
+    )
+    summary = dataclasses.replace(summary, chosen_scale=_claims.choose_scale(summary))
     return Result(summary=summary, records=ctx.log.freeze())
 
 
@@ -278,6 +363,7 @@ CLAIMS: tuple[Claim, ...] = (
         "increases after a drop, in every seed (inconclusive for a seed where it never drops).",
         expected="no increase after the first drop (10/10 seeds)",
         check=_claims.one_way,
+        invert=_claims.invert_one_way,
         min_fraction=1.0,
     ),
     Claim(
@@ -287,6 +373,7 @@ CLAIMS: tuple[Claim, ...] = (
         "with an unobserved-entry RMSE below GD's, in ≥ 7/10 seeds.",
         expected="final SGD rank = 2 and RMSE(SGD) < RMSE(GD) in ≥ 70% of seeds",
         check=_claims.sgd_reaches_target_rank,
+        invert=_claims.invert_target_rank,
         min_fraction=0.7,
     ),
     Claim(
@@ -297,6 +384,7 @@ CLAIMS: tuple[Claim, ...] = (
         "when stage 0 did not overestimate the rank).",
         expected="GD rank = stage-0 rank at every log",
         check=_claims.gd_keeps_rank,
+        invert=_claims.invert_gd_keeps_rank,
         min_fraction=1.0,
     ),
     Claim(
@@ -305,6 +393,7 @@ CLAIMS: tuple[Claim, ...] = (
         statement="Flip test: started at a rank-2 minimum, SGD never increases the rank.",
         expected="filtered rank ≤ 2 at every log",
         check=_claims.flip_never_increases,
+        invert=_claims.invert_flip,
         min_fraction=1.0,
     ),
 )
@@ -326,5 +415,6 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     claims=CLAIMS,
+    summary_cls=Summary,
     seeds={"smoke": 1, "default": 10, "paper": 10},
 )

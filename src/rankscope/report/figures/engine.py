@@ -16,10 +16,10 @@ def _trajectory(results: Sequence[Result]):
         lr = r.config["lr"]
         steps, a = r.records.series("a")
         ax.plot(steps * lr, a, lw=1.6, label=f"seed {r.seed}: GD")
-        t_half = r.summary["half_fit_time_exact"]
+        t_half = r.summary.half_fit_time_exact
         ax.axvline(t_half, color="0.5", ls=":", lw=1)
         if r.config["depth"] == 2:
-            y, a0 = r.config["target"], r.summary["a0"]
+            y, a0 = r.config["target"], r.summary.a0
             t = steps * lr
             exact = y / (1 + (y / a0 - 1) * np.exp(-2 * y * t))
             ax.plot(t, exact, "k--", lw=1, label=f"seed {r.seed}: exact flow")

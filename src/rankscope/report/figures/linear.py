@@ -26,12 +26,12 @@ def _row(n: int, width: float, height: float):
 
 
 def _depths(result: Result) -> list[int]:
-    return sorted({r["depth"] for r in result.summary["depth_runs"]})
+    return sorted({r.depth for r in result.summary.depth_runs})
 
 
-def _runs_at(result: Result, depth: int) -> list[dict]:
+def _runs_at(result: Result, depth: int) -> list:
     return sorted(
-        (r for r in result.summary["depth_runs"] if r["depth"] == depth), key=lambda r: r["sigma2"]
+        (r for r in result.summary.depth_runs if r.depth == depth), key=lambda r: r.sigma2
     )
 
 
@@ -40,26 +40,26 @@ def _s2s_singular_values(results: Sequence[Result]):
     res = results[0]
     depths = _depths(res)
     fig, axes = _row(len(depths), 4.6, 3.9)
-    target = res.summary["target"]
+    target = res.summary.target
     for ax, depth in zip(axes, depths):
         run = _runs_at(res, depth)[0]  # smallest σ²: the longest plateaus
-        steps, sv = res.records.matrix("sv", layer=run["tag"])
-        t = np.maximum(steps * run["lr"], run["lr"])
+        steps, sv = res.records.matrix("sv", layer=run.tag)
+        t = np.maximum(steps * run.lr, run.lr)
         for i in range(sv.shape[1]):
             color = _MODE_COLORS[i % len(_MODE_COLORS)]
             ax.plot(t, sv[:, i], color=color, lw=1.6, label=f"$s_{i + 1}(A_t)$")
             if i < len(target):
                 ax.axhline(target[i], color=color, ls="--", lw=0.8)
-                if math.isfinite(run["half_fit"][i]):
-                    ax.axvline(run["half_fit"][i], color=color, ls=":", lw=0.8)
-        ax.axhline(res.summary["rank_eps"], color="0.4", lw=0.8, ls="-.", label="rank tolerance ε")
+                if math.isfinite(run.half_fit[i]):
+                    ax.axvline(run.half_fit[i], color=color, ls=":", lw=0.8)
+        ax.axhline(res.summary.rank_eps, color="0.4", lw=0.8, ls="-.", label="rank tolerance ε")
         if depth > 2:  # plateaus last ∝ σ^-(L-2): log time; at L = 2 they last ∝ ln(1/σ²)
             ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylim(max(np.nanmin(sv[sv > 0]), 1e-9) if (sv > 0).any() else 1e-9, 2 * max(target))
         ax.set_xlabel("time t = steps·η" + (" (log)" if depth > 2 else ""))
         ax.set_ylabel("singular value of $A_t$ (log)")
-        ax.set_title(f"L = {depth}, σ² = {run['sigma2']:.0e}")
+        ax.set_title(f"L = {depth}, σ² = {run.sigma2:.0e}")
     axes[-1].legend(fontsize=7, loc="center right")
     fig.suptitle("Modes are learned one at a time (dashed: targets 10, 5, 2.5; dotted: half-fit)")
     return fig, axes
@@ -79,7 +79,7 @@ def _theory_line(ax, x, y, slope, color, log_y: bool) -> None:
 
 def _s2s_half_fit(results: Sequence[Result]):
     depths = _depths(results[0])
-    target = results[0].summary["target"]
+    target = results[0].summary.target
     fig, axes = _row(len(depths), 4.4, 3.8)
     for ax, depth in zip(axes, depths):
         for i, s in enumerate(target):
@@ -87,9 +87,9 @@ def _s2s_half_fit(results: Sequence[Result]):
             xs, ys = [], []
             for res in results:
                 for r in _runs_at(res, depth):
-                    if math.isfinite(r["half_fit"][i]) and r["half_fit"][i] > 0:
-                        xs.append(r["sigma2"])
-                        ys.append(r["half_fit"][i])
+                    if math.isfinite(r.half_fit[i]) and r.half_fit[i] > 0:
+                        xs.append(r.sigma2)
+                        ys.append(r.half_fit[i])
             if not xs:
                 continue
             ax.plot(xs, ys, "o", color=color, ms=4, label=f"mode {i + 1} (s = {s:g})")
@@ -117,11 +117,11 @@ def _s2s_ranks(results: Sequence[Result]):
         runs = _runs_at(res, depth)
         colors = [f"C{k}" for k in range(len(runs))]
         for run, color in zip(runs, colors):
-            steps, rank = res.records.series("rank", layer=run["tag"])
-            t = np.maximum(steps * run["lr"], run["lr"])
-            ax.step(t, rank, where="post", color=color, lw=1.4, label=f"σ² = {run['sigma2']:.0e}")
+            steps, rank = res.records.series("rank", layer=run.tag)
+            t = np.maximum(steps * run.lr, run.lr)
+            ax.step(t, rank, where="post", color=color, lw=1.4, label=f"σ² = {run.sigma2:.0e}")
         ax.set_xscale("log")
-        ax.set_ylim(-0.3, len(res.summary["target"]) + 2.5)
+        ax.set_ylim(-0.3, len(res.summary.target) + 2.5)
         ax.set_xlabel("time t = steps·η (log)")
         ax.set_ylabel("Rank_ε($A_t$), ε = 0.05·s_min(A*)")
         ax.set_title(f"L = {depth}")
@@ -133,39 +133,37 @@ def _s2s_ranks(results: Sequence[Result]):
 def _s2s_gamma(results: Sequence[Result]):
     fig, axes = new_figure(1, 2, width=4.4, height=3.6)
     for res in results:
-        runs = res.summary["gamma_runs"]
-        for gamma in sorted({r["gamma"] for r in runs}):
-            rows = sorted((r for r in runs if r["gamma"] == gamma), key=lambda r: r["width"])
-            w = [r["width"] for r in rows]
+        runs = res.summary.gamma_runs
+        for gamma in sorted({r.gamma for r in runs}):
+            rows = sorted((r for r in runs if r.gamma == gamma), key=lambda r: r.width)
+            w = [r.width for r in rows]
             color = "tab:red" if gamma < 1 else "tab:blue"
             label = f"γ = {gamma:g} ({'lazy' if gamma < 1 else 'active'})"
             first = res is results[0]
             axes[0].plot(
                 w,
-                [r["final_rank"] for r in rows],
+                [r.final_rank for r in rows],
                 "o-",
                 color=color,
                 label=label if first else None,
             )
             axes[1].plot(
                 w,
-                [r["unobserved_rmse"] for r in rows],
+                [r.unobserved_rmse for r in rows],
                 "o-",
                 color=color,
                 label=label if first else None,
             )
-    d = results[0].summary["gamma_dim"]
+    d = results[0].summary.gamma_dim
     axes[0].axhline(d / 2, color="tab:red", ls=":", lw=1, label="d/2 (lazy pass line)")
     axes[0].axhline(
-        results[0].summary["gamma_target_rank"], color="tab:blue", ls=":", lw=1, label="target rank"
+        results[0].summary.gamma_target_rank, color="tab:blue", ls=":", lw=1, label="target rank"
     )
-    lazy = sorted(
-        (r for r in results[0].summary["gamma_runs"] if r["gamma"] < 1), key=lambda r: r["width"]
-    )
+    lazy = sorted((r for r in results[0].summary.gamma_runs if r.gamma < 1), key=lambda r: r.width)
     if lazy:
         axes[1].plot(
-            [r["width"] for r in lazy],
-            [0.5 * r["unobserved_rmse"] for r in lazy],
+            [r.width for r in lazy],
+            [0.5 * r.unobserved_rmse for r in lazy],
             ":",
             color="tab:blue",
             label="0.5 × lazy RMSE (active pass line)",
@@ -174,7 +172,7 @@ def _s2s_gamma(results: Sequence[Result]):
     axes[1].set_ylim(0, None)
     axes[0].set_ylabel("final rank (s_i > 1e-2·s_1)")
     axes[1].set_ylabel("RMSE on unobserved entries")
-    widths = sorted({r["width"] for r in results[0].summary["gamma_runs"]})
+    widths = sorted({r.width for r in results[0].summary.gamma_runs})
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xticks(widths, [str(w) for w in widths])
@@ -188,15 +186,15 @@ def _s2s_gamma(results: Sequence[Result]):
 # --------------------------------------------------------------------------- schatten-l2
 def _sl2_values(results: Sequence[Result]):
     res = results[0]
-    fits = res.summary["fits"]
-    k = len(res.summary["y"]) + 1
+    fits = res.summary.fits
+    k = len(res.summary.y) + 1
     fig, axes = _row(len(fits), 4.3, 3.7)
     for ax, f in zip(axes, fits):
         idx = np.arange(1, k + 1)
-        ax.plot(idx, f["y"][:k], "s", mfc="none", color="0.5", label="target y_i")
+        ax.plot(idx, f.y[:k], "s", mfc="none", color="0.5", label="target y_i")
         ax.plot(
             idx,
-            f["global_min"][:k],
+            f.global_min[:k],
             "D",
             mfc="none",
             ms=9,
@@ -204,7 +202,7 @@ def _sl2_values(results: Sequence[Result]):
             label="global min of f",
         )
         for j in range(k):
-            roots = f["stationary_points"][j]
+            roots = f.stationary_points[j]
             ax.plot(
                 [j + 1] * len(roots),
                 roots,
@@ -213,11 +211,11 @@ def _sl2_values(results: Sequence[Result]):
                 ms=7,
                 label="stationary points of f" if j == 0 else None,
             )
-        ax.plot(idx, f["projected"][:k], "o", color="tab:blue", label="learned $u_i^T A v_i$")
+        ax.plot(idx, f.projected[:k], "o", color="tab:blue", label="learned $u_i^T A v_i$")
         ax.set_xticks(idx)
         ax.set_xlabel("singular direction i of Y")
         ax.set_ylabel("singular value")
-        ax.set_title(f"L = {f['depth']}, λ = {f['lam']:g}")
+        ax.set_title(f"L = {f.depth}, λ = {f.lam:g}")
     axes[0].legend(fontsize=7)
     fig.suptitle("Learned singular values vs the scalar problem f(a) = ½(a − y)² + λL·a^(2/L)")
     return fig, axes
@@ -226,27 +224,27 @@ def _sl2_values(results: Sequence[Result]):
 def _sl2_expansion(results: Sequence[Result]):
     fig, ax = new_figure(width=5.6, height=4.0)
     for res in results:
-        rows = sorted(res.summary["expansion"], key=lambda r: r["depth"])
-        depth = np.array([r["depth"] for r in rows], dtype=float)
+        rows = sorted(res.summary.expansion, key=lambda r: r.depth)
+        depth = np.array([r.depth for r in rows], dtype=float)
         first = res is results[0]
         ax.plot(
             depth,
-            [r["residual"] for r in rows],
+            [r.residual for r in rows],
             "o-",
             color="tab:blue",
             label="trained DLN: |‖θ‖² − (L·R0 + R1 + R2/L)|" if first else None,
         )
         ax.plot(
             depth,
-            [r["residual_exact"] for r in rows],
+            [r.residual_exact for r in rows],
             "x",
             color="k",
             ms=8,
             label="exact L·Σs^(2/L) in place of ‖θ‖²" if first else None,
         )
-    rows = sorted(results[0].summary["expansion"], key=lambda r: r["depth"])
-    d0, r0 = rows[0]["depth"], rows[0]["residual"]
-    grid = np.array([r["depth"] for r in rows], dtype=float)
+    rows = sorted(results[0].summary.expansion, key=lambda r: r.depth)
+    d0, r0 = rows[0].depth, rows[0].residual
+    grid = np.array([r.depth for r in rows], dtype=float)
     ax.plot(grid, r0 * (d0 / grid) ** 2, "--", color="tab:red", label="∝ L⁻²")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -259,12 +257,12 @@ def _sl2_expansion(results: Sequence[Result]):
 
 def _sl2_training(results: Sequence[Result]):
     res = results[0]
-    fits = res.summary["fits"]
+    fits = res.summary.fits
     fig, axes = _row(len(fits), 4.3, 3.6)
     for ax, f in zip(axes, fits):
-        steps, sv = res.records.matrix("sv", layer=f"L={f['depth']}")
-        t = np.maximum(steps * f["lr"], f["lr"])
-        for i in range(min(sv.shape[1], len(res.summary["y"]) + 1)):
+        steps, sv = res.records.matrix("sv", layer=f"L={f.depth}")
+        t = np.maximum(steps * f.lr, f.lr)
+        for i in range(min(sv.shape[1], len(res.summary.y) + 1)):
             ax.plot(
                 t,
                 np.maximum(sv[:, i], 1e-18),
@@ -277,7 +275,7 @@ def _sl2_training(results: Sequence[Result]):
         ax.set_ylim(1e-12, 10)
         ax.set_xlabel("time t = steps·η (log)")
         ax.set_ylabel("singular value of A (log)")
-        ax.set_title(f"L = {f['depth']}, λ = {f['lam']:g}")
+        ax.set_title(f"L = {f.depth}, λ = {f.lam:g}")
     axes[0].legend(fontsize=7)
     fig.suptitle("GD with λ‖θ‖²: directions below threshold decay to 0")
     return fig, axes

@@ -18,16 +18,16 @@ _FLOOR = 1e-16  # log axes: exact zeros are drawn at this floor
 # --------------------------------------------------------------------------- mixed-dynamics
 def _grid_field(results: Sequence[Result], key: str):
     """(γσ² values, γw values, seed-mean of ``key`` as a (n_w, n_σ) array)."""
-    pts = [p for r in results for p in r.summary.get("grid", [])]
-    gs = sorted({round(p["gamma_sigma2"], 9) for p in pts})
-    gw = sorted({round(p["gamma_w"], 9) for p in pts})
+    pts = [p for r in results for p in r.summary.grid]
+    gs = sorted({round(p.gamma_sigma2, 9) for p in pts})
+    gw = sorted({round(p.gamma_w, 9) for p in pts})
     acc = np.zeros((len(gw), len(gs)))
     cnt = np.zeros_like(acc)
     for p in pts:
-        if p["diverged"]:
+        if p.diverged:
             continue
-        i, j = gw.index(round(p["gamma_w"], 9)), gs.index(round(p["gamma_sigma2"], 9))
-        acc[i, j] += p[key]
+        i, j = gw.index(round(p.gamma_w, 9)), gs.index(round(p.gamma_sigma2, 9))
+        acc[i, j] += getattr(p, key)
         cnt[i, j] += 1
     with np.errstate(invalid="ignore"):
         return np.array(gs), np.array(gw), np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
@@ -65,19 +65,19 @@ def _draw_phase_diagram(results: Sequence[Result]):
     ]
     fig, axes = new_figure(2, 2, width=5.4, height=4.4)
     s0 = results[0].summary
-    fast = s0.get("fast")
-    fast_xy = (fast["gamma_sigma2"], fast["gamma_w"]) if fast else None
+    fast = s0.fast
+    fast_xy = (fast.gamma_sigma2, fast.gamma_w) if fast else None
     for ax, (key, label, cmap, log) in zip(axes.flat, panels):
         gs, gw, z = _grid_field(results, key)
         xe, ye = _edges(gs), _edges(gw)
         shown = np.log10(np.maximum(z, 1e-12)) if log else z
         mesh = ax.pcolormesh(xe, ye, shown, cmap=cmap, shading="flat")
         fig.colorbar(mesh, ax=ax, label=f"log10({label})" if log else label)
-        _theory_lines(ax, (xe[0], xe[-1]), (ye[0], ye[-1]), s0["d"], s0["rank"], fast_xy)
+        _theory_lines(ax, (xe[0], xe[-1]), (ye[0], ye[-1]), s0.d, s0.rank, fast_xy)
         ax.set_xlabel("γσ²  (σ² = d^γσ²)")
         ax.set_ylabel("γw  (w = d^γw)")
         ax.set_title(label)
-    srank = float(np.mean([r.summary.get("srank_target", np.nan) for r in results]))
+    srank = float(np.mean([r.summary.srank_target for r in results]))
     axes.flat[1].text(
         0.02,
         0.02,
@@ -101,7 +101,7 @@ def _draw_phase_diagram(results: Sequence[Result]):
         )
     axes.flat[0].legend(fontsize=7, loc="lower left", framealpha=0.85)
     fig.suptitle(
-        f"Mixed-dynamics phase diagram, d = {s0['d']}, K = {s0['rank']} "
+        f"Mixed-dynamics phase diagram, d = {s0.d}, K = {s0.rank} "
         f"(mean over {len(results)} seed(s))"
     )
     return fig, axes
@@ -109,12 +109,12 @@ def _draw_phase_diagram(results: Sequence[Result]):
 
 def _draw_fast_spectrum(results: Sequence[Result]):
     r = results[0]
-    fast = r.summary["fast"]
-    tag = f"fast:gs={fast['gamma_sigma2']:.4g},gw={fast['gamma_w']:.4g}"
+    fast = r.summary.fast
+    tag = f"fast:gs={fast.gamma_sigma2:.4g},gw={fast.gamma_w:.4g}"
     fig, (ax, ax2) = new_figure(1, 2, width=5.6, height=4.2)
     steps, sv = r.records.matrix("sv", layer=tag)
     _, sc = r.records.matrix("sc_sv", layer=tag)
-    k = r.summary["rank"]
+    k = r.summary.rank
     for i in range(sv.shape[1]):
         color = "C0" if i < k else "C7"
         ax.plot(
@@ -132,19 +132,19 @@ def _draw_fast_spectrum(results: Sequence[Result]):
             ls="--",
             label="self-consistent" if i == 0 else None,
         )
-    ax.axhline(fast["sigma2_w"], color="black", ls=":", label=f"σ²w = {fast['sigma2_w']:.2f}")
+    ax.axhline(fast.sigma2_w, color="black", ls=":", label=f"σ²w = {fast.sigma2_w:.2f}")
     ax.axvline(
-        fast["iter_of_min"],
+        fast.iter_of_min,
         color="C2",
         ls="-.",
-        label=f"min test error (it. {fast['iter_of_min']})",
+        label=f"min test error (it. {fast.iter_of_min})",
     )
     ax.set_yscale("log")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(0, steps[-1])
     ax.set_xlabel("GD iteration")
     ax.set_ylabel("singular values of A")
-    ax.set_title(f"(γσ², γw) = ({fast['gamma_sigma2']}, {fast['gamma_w']}), d = {fast['d']}")
+    ax.set_title(f"(γσ², γw) = ({fast.gamma_sigma2}, {fast.gamma_w}), d = {fast.d}")
     ax.legend(fontsize=7, loc="lower right")
     for name, style, lab in (
         ("train", "-", "train GD"),
@@ -153,28 +153,27 @@ def _draw_fast_spectrum(results: Sequence[Result]):
     ):
         st, v = r.records.series(name, layer=tag)
         ax2.plot(st, v, ls=style, label=lab)
-    ax2.axvline(fast["iter_of_min"], color="C2", ls="-.")
+    ax2.axvline(fast.iter_of_min, color="C2", ls="-.")
     ax2.set_xscale("symlog", linthresh=1)
     ax2.set_xlim(0, steps[-1])
     ax2.set_xlabel("GD iteration")
     ax2.set_ylabel("loss ‖A − ·‖_F²/d²")
     ax2.set_title(
-        f"min test error {fast['min_test_error']:.3f}, "
-        f"stable rank there {fast['stable_rank_at_min']:.2f}"
+        f"min test error {fast.min_test_error:.3f}, stable rank there {fast.stable_rank_at_min:.2f}"
     )
     ax2.legend(fontsize=8)
     return fig, (ax, ax2)
 
 
 # --------------------------------------------------------------------------- sgd-rank-jumps
-def _scale(summary: dict) -> float:
-    chosen = summary.get("chosen_scale")
-    return chosen if chosen is not None else min(m["scale"] for m in summary["members"])
+def _scale(summary) -> float:
+    chosen = summary.chosen_scale
+    return chosen if chosen is not None else min(m.scale for m in summary.members)
 
 
 def _draw_rank_trajectories(results: Sequence[Result]):
     fig, axes = new_figure(1, 3, width=4.6, height=4.0, sharey=True)
-    tau = results[0].summary["taus"][0]
+    tau = results[0].summary.taus[0]
     titles = {
         "gd": "full-batch GD",
         "sgd": "SGD, batch size 1",
@@ -194,12 +193,12 @@ def _draw_rank_trajectories(results: Sequence[Result]):
                     color=f"C{n % 10}",
                     label=f"seed {r.seed}",
                 )
-        for b in results[0].summary["phase_boundaries"][:-1]:
+        for b in results[0].summary.phase_boundaries[:-1]:
             ax.axvline(b, color="black", ls=":", lw=1)
-        ax.axhline(results[0].summary["target_rank"], color="grey", ls="--", lw=0.8)
+        ax.axhline(results[0].summary.target_rank, color="grey", ls="--", lw=0.8)
         ax.set_title(titles[kind])
         ax.set_xlabel("stage-1 step (dotted: λ/η phase switch)")
-    top = max(max(m["rank_seq"][tau]) for r in results for m in r.summary["members"])
+    top = max(max(m.rank_seq[tau]) for r in results for m in r.summary.members)
     axes[0].set_ylim(-0.3, top + 0.7)
     axes[0].set_ylabel(f"numerical rank, s_i > {tau}·s₁ (raw logs)")
     if len(results) <= 10:
@@ -217,15 +216,14 @@ def _draw_final_spectra(results: Sequence[Result]):
     for n, r in enumerate(results):
         s = r.summary
         scale = _scale(s)
-        idx = np.arange(1, len(s["stage0"]["singular_values"]) + 1)
+        idx = np.arange(1, len(s.stage0.singular_values) + 1)
         gd, sgd = (
-            next(m for m in s["members"] if m["kind"] == k and m["scale"] == scale)
-            for k in ("gd", "sgd")
+            next(m for m in s.members if m.kind == k and m.scale == scale) for k in ("gd", "sgd")
         )
         lab = n == 0
         ax.plot(
             idx,
-            np.maximum(s["stage0"]["singular_values"], _FLOOR),
+            np.maximum(s.stage0.singular_values, _FLOOR),
             color="grey",
             lw=0.8,
             alpha=0.6,
@@ -233,7 +231,7 @@ def _draw_final_spectra(results: Sequence[Result]):
         )
         ax.plot(
             idx - 0.1,
-            np.maximum(gd["final_singular_values"], _FLOOR),
+            np.maximum(gd.final_singular_values, _FLOOR),
             "o",
             color="C0",
             ms=3,
@@ -241,14 +239,14 @@ def _draw_final_spectra(results: Sequence[Result]):
         )
         ax.plot(
             idx + 0.1,
-            np.maximum(sgd["final_singular_values"], _FLOOR),
+            np.maximum(sgd.final_singular_values, _FLOOR),
             "x",
             color="C3",
             ms=4,
             label="SGD, end of stage 1" if lab else None,
         )
-    tau = float(results[0].summary["taus"][0])
-    s1 = results[0].summary.get("target_values", [float("nan")])[0]
+    tau = float(results[0].summary.taus[0])
+    s1 = results[0].summary.target_values[0]
     ax.axhline(
         tau * s1, color="black", ls=":", lw=1, label=f"{tau:g}·s₁(A*) (rank threshold scale)"
     )

@@ -1,0 +1,116 @@
+"""GD on a shallow linear net A = W₂W₁ as an optimizer of the engine (``mixed-dynamics``).
+
+``mixed-dynamics`` trains A = W₂W₁ (W₁ ∈ R^{w×d}, W₂ ∈ R^{d×w}) on C = ½‖A − Y‖² at widths up
+to w = d^{2.8} ≈ 4·10⁵, where the factors do not fit in memory. GD on the factors is closed
+in the d×d statistics (A, P, Q) = (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁) [derived; exact], so the experiment
+trains those through :func:`rankscope.train.train` with :class:`GramGD`, whose step is GD of
+the factors written in them. :class:`FactorGD` is the same update on explicit factors
+(small w; the reference the Gram form is tested against). Both take the notebooks' update
+order: ``sequential`` (W₁ first, then W₂ with the new W₁ and the same G = A − Y) or
+``simultaneous`` (textbook GD). η is one value per member (E, 1, 1).
+
+The engine computes the objective ½‖A − Y‖² per member, its gradient G = A − Y by autograd
+(zero for frozen members, which therefore do not move), divergence and the callbacks; the
+optimizer maps (state, G) to the next state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["UPDATES", "FactorGD", "FactorState", "GramGD", "GramState"]
+
+UPDATES = ("sequential", "simultaneous")
+
+
+def _check_update(update: str) -> str:
+    if update not in UPDATES:
+        raise ValueError(f"update must be 'sequential' or 'simultaneous', got {update!r}")
+    return update
+
+
+class GramState(nn.Module):
+    """E members' state (A, P, Q), each (E, d, d); ``product()`` is A."""
+
+    def __init__(self, a: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> None:
+        super().__init__()
+        self.a, self.p, self.q = (nn.Parameter(x.detach().clone()) for x in (a, p, q))
+
+    @property
+    def size(self) -> int:
+        return self.a.shape[0]
+
+    def product(self) -> torch.Tensor:
+        return self.a
+
+
+class FactorState(nn.Module):
+    """E members' explicit factors W₁ (E, w, d), W₂ (E, d, w); ``product()`` is W₂W₁."""
+
+    def __init__(self, w1: torch.Tensor, w2: torch.Tensor) -> None:
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(w1.detach().clone()), nn.Parameter(w2.detach().clone())
+
+    @property
+    def size(self) -> int:
+        return self.w1.shape[0]
+
+    def product(self) -> torch.Tensor:
+        return self.w2 @ self.w1
+
+
+class GramGD(torch.optim.Optimizer):
+    """One GD step of (W₁, W₂) written in (A, P, Q), with G = ∂C/∂A = A − Y (``A.grad``).
+
+    ``sequential`` (the notebook): W₁' = W₁ − ηW₂ᵀG, W₂' = W₂ − ηG W₁'ᵀ, so
+    A₁ = A − ηPG, Q' = Q − η(AᵀG + GᵀA) + η²GᵀPG, A' = A₁ − ηGQ',
+    P' = P − η(GA₁ᵀ + A₁Gᵀ) + η²GQ'Gᵀ. ``simultaneous``: A' = A − ηPG − ηGQ + η²GAᵀG,
+    P' = P − η(GAᵀ + AGᵀ) + η²GQGᵀ, Q' as above. [derived; exact]
+    """
+
+    def __init__(self, params, *, eta: torch.Tensor, update: str = "sequential") -> None:
+        params = list(params)
+        if len(params) != 3:
+            raise ValueError(f"GramGD trains (A, P, Q): 3 parameters, got {len(params)}")
+        super().__init__(params, {})
+        self.eta, self.update = eta, _check_update(update)
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:
+        a, p, q = self.param_groups[0]["params"]
+        g, eta = a.grad, self.eta
+        gt = g.mT
+        if self.update == "sequential":
+            a1 = a - eta * (p @ g)
+            q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
+            a2 = a1 - eta * (g @ q1)
+            p1 = p - eta * (g @ a1.mT + a1 @ gt) + eta**2 * (g @ q1 @ gt)
+        else:
+            a2 = a - eta * (p @ g + g @ q) + eta**2 * (g @ a.mT @ g)
+            p1 = p - eta * (g @ a.mT + a @ gt) + eta**2 * (g @ q @ gt)
+            q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
+        a.copy_(a2)
+        p.copy_(p1)
+        q.copy_(q1)
+
+
+class FactorGD(torch.optim.Optimizer):
+    """The same GD on explicit factors (W₁, W₂), with G = W₂W₁ − Y computed once per step from
+    ``y`` (the sequential order reuses it for W₂, as the notebook does)."""
+
+    def __init__(self, params, *, y: torch.Tensor, eta: torch.Tensor, update: str = "sequential"):
+        params = list(params)
+        if len(params) != 2:
+            raise ValueError(f"FactorGD trains (W₁, W₂): 2 parameters, got {len(params)}")
+        super().__init__(params, {})
+        self.y, self.eta, self.update = y, eta, _check_update(update)
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:
+        w1, w2 = self.param_groups[0]["params"]
+        g = w2 @ w1 - self.y
+        w1_new = w1 - self.eta * (w2.mT @ g)
+        w2_new = w2 - self.eta * (g @ (w1_new if self.update == "sequential" else w1).mT)
+        w1.copy_(w1_new)
+        w2.copy_(w2_new)
