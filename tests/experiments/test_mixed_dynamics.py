@@ -12,7 +12,6 @@ import torch
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
 from rankscope.experiments.linear import _mixed_claims as claims
-from rankscope.experiments.linear._gram_gd import FactorGD, FactorState, GramGD, GramState
 from rankscope.experiments.linear._mixed_sim import (
     Point,
     SimSettings,
@@ -33,7 +32,9 @@ from rankscope.experiments.linear.mixed_dynamics import (
     TargetInfo,
 )
 from rankscope.experiments.summary import summary_from_dict, summary_to_dict
+from rankscope.models.gram import FactorState, GramState
 from rankscope.train import train
+from rankscope.train.gram_gd import FactorGD, GramGD
 
 F64 = {"dtype": torch.float64}
 

@@ -1,4 +1,4 @@
-"""Deep linear networks A_θ = W_L⋯W_1 (papers/linear.md, shared notation).
+"""Deep linear networks A_θ = W_L⋯W_1 (docs/results.md, shared notation).
 
 W_ℓ ∈ R^{n_ℓ×n_{ℓ−1}}, no biases, entries N(0, σ²) at init. The helpers work on a list of
 factors, batched over leading dimensions (an ensemble stacks members as (E, n_ℓ, n_{ℓ−1})):

@@ -1,7 +1,7 @@
 """Exact gradient flow θ̇ = −∇_θ J(θ), the engine's ``optimizer="flow"``, by ``solve_ivp``.
 
 Finite-step GD is not gradient flow: it breaks the conserved balancedness D_ℓ by O(η²) a step
-and, near rank-deficient points, can jump across det = 0 (papers/linear.md, `mc-not-norms`
+and, near rank-deficient points, can jump across det = 0 (docs/results.md, `mc-not-norms`
 pitfalls). This integrator takes the gradient from torch autograd in float64 and hands it to
 an adaptive ODE solver (LSODA by default, rtol 1e-10, atol 1e-14), with
 

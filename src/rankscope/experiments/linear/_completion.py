@@ -1,4 +1,4 @@
-"""The γ-transition of `saddle-to-saddle` on matrix completion (papers/linear.md, criterion 4).
+"""The γ-transition of `saddle-to-saddle` on matrix completion (docs/results.md, criterion 4).
 
 Depth-L DLN of width w, entries N(0, σ²) with σ² = w^{−γ}, trained by GD on the ½-sum loss
 ½Σ_{(i,j)∈I}(A_ij − A*_ij)² over a uniformly random observed set I (a fraction of the d²

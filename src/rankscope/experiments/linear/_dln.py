@@ -1,4 +1,4 @@
-"""Shared pieces of the deep-linear-network experiments (papers/linear.md, shared notation):
+"""Shared pieces of the deep-linear-network experiments (docs/results.md, shared notation):
 planted targets, observation masks, init scales and log-spaced logging steps. Training goes
 through :func:`rankscope.train.train` (autograd; the engine's benchmark found no ≥ 2× gain for
 a closed-form DLN backward on these shapes).

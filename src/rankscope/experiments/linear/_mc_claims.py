@@ -1,4 +1,4 @@
-"""Claims of `mc-not-norms` (papers/linear.md: MC-1 criteria 1-4, MC-2); typed summary only.
+"""Claims of `mc-not-norms` (docs/results.md: MC-1 criteria 1-4, MC-2); typed summary only.
 
 Each ``_invert_*`` perturbs a summary the wrong way so that its check fails.
 """

@@ -1,4 +1,4 @@
-"""Claim checks of ``mixed-dynamics`` (papers/linear.md § mixed-dynamics, pass criteria 1-5).
+"""Claim checks of ``mixed-dynamics`` (docs/results.md § mixed-dynamics, pass criteria 1-5).
 
 Each check reads only the typed ``result.summary``: ``grid`` (one point per (γ_σ², γ_w)),
 ``fast`` (the fast-check point), ``srank_target`` and ``margin``. Each ``invert_*`` perturbs a

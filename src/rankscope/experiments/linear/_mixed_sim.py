@@ -1,6 +1,6 @@
 """Simulation core of ``mixed-dynamics``: GD on d×d statistics and the self-consistent dynamics.
 
-Notation (papers/linear.md § mixed-dynamics, notebook ``aranguri/phase-diagram``):
+Notation (docs/results.md § mixed-dynamics, notebook ``aranguri/phase-diagram``):
 A = W₂W₁, W₁ ∈ R^{w×d}, W₂ ∈ R^{d×w}, entries N(0, σ²); Y = A* + E; the gradient used by the
 notebooks is ∇C = A − Y (the 1/d² normalization is only in the reported losses
 L = ‖A − Y‖_F²/d², L_test = ‖A − A*‖_F²/d²).
@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rankscope.experiments.linear._gram_gd import FactorGD, FactorState, GramGD, GramState
 from rankscope.metrics import numerical_rank, singular_values, stable_rank
+from rankscope.models.gram import FactorState, GramState
 from rankscope.train import train
+from rankscope.train.gram_gd import FactorGD, GramGD
 
 __all__ = [
     "Point",

@@ -1,4 +1,4 @@
-"""Claims of `saddle-to-saddle` (papers/linear.md, pass criteria 1-4).
+"""Claims of `saddle-to-saddle` (docs/results.md, pass criteria 1-4).
 
 Each check reads only the typed ``result.summary`` (``depth_runs``, ``gamma_runs``,
 ``target``); each ``_invert_*`` perturbs a summary the wrong way so that its check fails.

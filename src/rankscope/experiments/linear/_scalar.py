@@ -1,4 +1,4 @@
-"""The per-singular-value problem of L2-regularized deep linear nets (papers/linear.md).
+"""The per-singular-value problem of L2-regularized deep linear nets (docs/results.md).
 
 Full observation, C = ½‖A − Y‖², Y = U diag(y) Vᵀ; the minimizer shares U and V, so each
 singular value solves a ≥ 0 ↦ f(a) = ½(a − y)² + λL·a^{2/L}, with f′(a) = a − y + 2λ·a^{(2−L)/L}.

@@ -1,4 +1,4 @@
-"""Claims of `schatten-l2` (papers/linear.md, pass criteria 1-6); they read the typed summary.
+"""Claims of `schatten-l2` (docs/results.md, pass criteria 1-6); they read the typed summary.
 
 Each ``_invert_*`` perturbs a summary the wrong way so that its check fails.
 """

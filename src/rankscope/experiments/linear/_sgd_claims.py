@@ -1,4 +1,4 @@
-"""Claim checks of ``sgd-rank-jumps`` (papers/linear.md § sgd-rank-jumps, pass criteria 1-4).
+"""Claim checks of ``sgd-rank-jumps`` (docs/results.md § sgd-rank-jumps, pass criteria 1-4).
 
 They read the typed ``result.summary``: ``stage0``, ``members`` (one per (kind, λ scale) with
 raw rank sequences per τ), ``taus`` (the first is the claims' tolerance), ``persist``,

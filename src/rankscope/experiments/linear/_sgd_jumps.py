@@ -1,6 +1,6 @@
 """Batched GD / SGD(batch 1) on L2-regularized deep linear matrix completion (``sgd-rank-jumps``).
 
-Loss (papers/linear.md § sgd-rank-jumps): L_λ(θ) = (1/|I|)·Σ_{(i,j)∈I}(A_θ,ij − A*_ij)² + λ‖θ‖²
+Loss (docs/results.md § sgd-rank-jumps): L_λ(θ) = (1/|I|)·Σ_{(i,j)∈I}(A_θ,ij − A*_ij)² + λ‖θ‖²
 (``loss_norm="sum"`` drops the 1/|I|). Full-batch GD uses ∂/∂A = (2/|I|)·P_I(A − A*); SGD with
 batch size 1 draws one observed entry (i, j) uniformly per step and uses the unbiased estimate
 (A_ij − A*_ij)² + λ‖θ‖², i.e. ∂/∂A = 2(A_ij − A*_ij)·e_i e_jᵀ. Members of a batch (leading

@@ -1,6 +1,6 @@
 """`mc-not-norms`: on a 2×2 completion, gradient flow drives every norm to ∞ while rank → 1.
 
-Razin & Cohen, arXiv:2005.06398 (papers/linear.md). Observed M_12 = M_21 = 1, M_22 = 0,
+Razin & Cohen, arXiv:2005.06398 (docs/results.md). Observed M_12 = M_21 = 1, M_22 = 0,
 loss ℓ(W) = ½Σ_{(i,j)∈Ω}(W_ij − M_ij)² on W = W_N⋯W_1 with 2×2 factors. If det W > 0 and
 ℓ < ½, then |W_11| ≥ (1 − √(2ℓ))²/√(2ℓ), so ℓ → 0 forces |W_11| → ∞ and s_2/s_1 → 0.
 

@@ -7,10 +7,10 @@ Tu, Aranguri and Jacot describe GD on a shallow linear net by one self-consisten
 so a singular direction is lazy (rate 2σ²w) while s ≪ σ²w and active (rate 2s) above it.
 This module runs GD and the discretized equation side by side over a grid of scalings
 σ² = d^{γ_σ²}, w = d^{γ_w} and measures the phase diagram of the paper's Fig. 2 plus the
-fast check of Fig. 1 (papers/linear.md § mixed-dynamics).
+fast check of Fig. 1 (docs/results.md § mixed-dynamics).
 
 **GD without w-sized arrays.** GD on (W₁, W₂) is closed in the d×d matrices A = W₂W₁,
-P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :class:`._gram_gd.GramGD`, the optimizer that
+P = W₂W₂ᵀ and Q = W₁ᵀW₁ (derived, exact; :class:`rankscope.train.gram_gd.GramGD`, the optimizer that
 trains them through :func:`rankscope.train.train`), and at the N(0, σ²) init
 [[P, A], [Aᵀ, Q]]/σ² is Wishart(w, I_{2d}), sampled by Bartlett's decomposition
 (:func:`sample_gram_init`). So every point of the grid costs O(d³) per step whatever w is;

@@ -1,6 +1,6 @@
 """`saddle-to-saddle`: small-init GD on a deep linear net learns one mode at a time.
 
-Jacot, Ged, Şimşek, Hongler, Gabriel, arXiv:2106.15933 (papers/linear.md). GD on
+Jacot, Ged, Şimşek, Hongler, Gabriel, arXiv:2106.15933 (docs/results.md). GD on
 ½‖A − A*‖² with A* = U diag(10, 5, 2.5) Vᵀ (d = 20), width w = 100, entries N(0, σ²). For
 balanced aligned modes ȧ_i = L a_i^{2−2/L}(s_i − a_i), so the half-fit time t_i (first time,
 in steps·η, at which s_i(A_t) > s_i/2) grows like ln(1/σ²)/(2s_i) for L = 2 and like
@@ -69,7 +69,7 @@ class GammaConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """Sizes from papers/linear.md "CPU reproduction"; one σ² grid and one η per depth."""
+    """Sizes from docs/results.md "CPU reproduction"; one σ² grid and one η per depth."""
 
     dim: int = 20
     width: int = 100

@@ -1,6 +1,6 @@
 """`schatten-l2`: L2 on the factors of a depth-L linear net is a Schatten-2/L penalty on A.
 
-Jacot et al., arXiv:2106.15933 v1 (papers/linear.md). min_{W_L⋯W_1 = A} Σ‖W_ℓ‖² =
+Jacot et al., arXiv:2106.15933 v1 (docs/results.md). min_{W_L⋯W_1 = A} Σ‖W_ℓ‖² =
 L·Σ s_i(A)^{2/L} (definitions §6), attained at balanced factors, so GD on
 ½‖A − Y‖² + λ‖θ‖² ends at balanced factors whose singular values solve the scalar problem
 f(a) = ½(a − y)² + λL·a^{2/L} (see :mod:`._scalar`): soft thresholding for L = 2, and for L ≥ 3
@@ -60,7 +60,7 @@ class ExpansionConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """papers/linear.md "CPU reproduction"; η, init std and train times are proposed values."""
+    """docs/results.md "CPU reproduction"; η, init std and train times are proposed values."""
 
     dim: int = 10
     y: tuple[float, ...] = (5.0, 3.0, 1.5, 0.6, 0.2)

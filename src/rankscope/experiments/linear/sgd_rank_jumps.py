@@ -2,8 +2,8 @@
 
 Wang and Jacot: for L2-regularized DLNs with ≥ 2 hidden layers there are local minima of
 several ranks; GD can stay at a rank-overestimating one, while SGD jumps to lower rank with
-positive probability and never back. Toolkit protocol (papers/linear.md § sgd-rank-jumps; all
-hyper-parameters are toolkit designs, open_questions B1/C):
+positive probability and never back. Toolkit protocol (docs/results.md § sgd-rank-jumps; all
+hyper-parameters are toolkit designs, docs/decisions.md):
 
 * target 20×20 of rank 2 (singular values 3, 2), 40% of the entries observed;
   DLN L = 4, width 20, init N(0, 1/width);

@@ -130,7 +130,7 @@ class RegimeRun:
     name: str
     nu_g: float
     nu_h: float
-    predicted: float  # min(1/2, ν_g/d_in, ν_h/d_mid) [unverified rate, open_questions A4]
+    predicted: float  # min(1/2, ν_g/d_in, ν_h/d_mid) [unverified rate, docs/decisions.md]
     sizes: list[int]
     accnet_test: list[float]  # test MSE per size
     accnet_train: list[float]
@@ -206,7 +206,7 @@ def _kernel_fit(cfg: KernelBaseline, x, y, xt, yt) -> float:
 
 
 def predicted_exponent(nu_g: float, nu_h: float, d_in: int, d_mid: int) -> float:
-    """min(1/2, ν_g/d_in, ν_h/d_mid): the spec's [unverified] rate (open_questions A4)."""
+    """min(1/2, ν_g/d_in, ν_h/d_mid): the spec's [unverified] rate (docs/decisions.md)."""
     return min(0.5, nu_g / d_in, nu_h / d_mid)
 
 

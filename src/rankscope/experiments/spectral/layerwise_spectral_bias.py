@@ -6,7 +6,7 @@ increase with ℓ for k ∈ [2, 8]: early layers are relatively more sensitive t
 frequencies. The d = 10, L = 5 values are checked against the spec's reference table.
 (b) Finite width: per-layer Gram matrices of a width-1000 net (δ·h factorisation) give the
 layer shares S_ℓ(k) of the targets y_k = C_k^{(4)}(⟨x, e⟩): the first layer's share rises with
-k and the last layer's falls. Definitions §20; standard setting (open_questions A12).
+k and the last layer's falls. Definitions §20; standard setting (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""GD on a shallow linear net A = W₂W₁ as an optimizer of the engine (``mixed-dynamics``).
+"""GD on a shallow linear net A = W₂W₁ as optimizers of the engine (used by ``mixed-dynamics``).
 
 ``mixed-dynamics`` trains A = W₂W₁ (W₁ ∈ R^{w×d}, W₂ ∈ R^{d×w}) on C = ½‖A − Y‖² at widths up
 to w = d^{2.8} ≈ 4·10⁵, where the factors do not fit in memory. GD on the factors is closed
 in the d×d statistics (A, P, Q) = (W₂W₁, W₂W₂ᵀ, W₁ᵀW₁) [derived; exact], so the experiment
-trains those through :func:`rankscope.train.train` with :class:`GramGD`, whose step is GD of
+trains those (:class:`rankscope.models.gram.GramState`) through
+:func:`rankscope.train.train` with :class:`GramGD`, whose step is GD of
 the factors written in them. :class:`FactorGD` is the same update on explicit factors
 (small w; the reference the Gram form is tested against). Both take the notebooks' update
 order: ``sequential`` (W₁ first, then W₂ with the new W₁ and the same G = A − Y) or
@@ -17,9 +18,8 @@ optimizer maps (state, G) to the next state.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-__all__ = ["UPDATES", "FactorGD", "FactorState", "GramGD", "GramState"]
+__all__ = ["UPDATES", "FactorGD", "GramGD"]
 
 UPDATES = ("sequential", "simultaneous")
 
@@ -28,36 +28,6 @@ def _check_update(update: str) -> str:
     if update not in UPDATES:
         raise ValueError(f"update must be 'sequential' or 'simultaneous', got {update!r}")
     return update
-
-
-class GramState(nn.Module):
-    """E members' state (A, P, Q), each (E, d, d); ``product()`` is A."""
-
-    def __init__(self, a: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> None:
-        super().__init__()
-        self.a, self.p, self.q = (nn.Parameter(x.detach().clone()) for x in (a, p, q))
-
-    @property
-    def size(self) -> int:
-        return self.a.shape[0]
-
-    def product(self) -> torch.Tensor:
-        return self.a
-
-
-class FactorState(nn.Module):
-    """E members' explicit factors W₁ (E, w, d), W₂ (E, d, w); ``product()`` is W₂W₁."""
-
-    def __init__(self, w1: torch.Tensor, w2: torch.Tensor) -> None:
-        super().__init__()
-        self.w1, self.w2 = nn.Parameter(w1.detach().clone()), nn.Parameter(w2.detach().clone())
-
-    @property
-    def size(self) -> int:
-        return self.w1.shape[0]
-
-    def product(self) -> torch.Tensor:
-        return self.w2 @ self.w1
 
 
 class GramGD(torch.optim.Optimizer):
