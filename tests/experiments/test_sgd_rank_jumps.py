@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 import torch
-from rankscope.report.figures.linear_b import FIGURES
 
 from rankscope.experiments.base import VERDICTS, Result, RunContext
 from rankscope.experiments.linear import _sgd_claims as claims
@@ -27,6 +26,7 @@ from rankscope.experiments.linear.sgd_rank_jumps import (
     Summary,
 )
 from rankscope.experiments.summary import summary_from_dict, summary_to_dict
+from rankscope.report.figures.linear_mixed_sgd import FIGURES
 
 F64 = {"dtype": torch.float64}
 
