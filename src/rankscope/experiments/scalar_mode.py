@@ -1,6 +1,6 @@
 """``scalar-mode``: one singular mode of a deep linear network, against its exact flow.
 
-The smallest instance of the saddle-to-saddle picture (linear.md): a product of L scalars
+The smallest instance of the saddle-to-saddle picture (docs/results.md): a product of L scalars
 a = w_L⋯w_1, balanced, fitted to a target y by gradient descent on ½(a − y)². Under gradient
 flow a mode obeys ȧ = L·a^{2−2/L}·(y − a); for L = 2 this is logistic,
 a(t) = y / (1 + (y/a₀ − 1)e^{−2yt}), with half-fit time ln(y/a₀ − 1)/(2y). For L ≥ 3 the

@@ -1,6 +1,6 @@
 """A small CNN (3×3 convs, stride-2 down-sampling, global average pooling, linear head).
 
-Used by the locality experiment (tensor_graph.md, IGC-1). Global average pooling on top of a
+Used by the locality experiment (docs/results.md, IGC-1). Global average pooling on top of a
 small receptive field makes f additively separable across distant patches, so the receptive
 field is reported and must be checked against the input before blaming a regularizer.
 """

@@ -1,7 +1,7 @@
 """Graph neural networks on dense adjacency matrices, in plain torch (no torch-geometric).
 
 - :class:`DenseGCN`: H ← LayerNorm(Â H W + b) then ReLU, Â = D^{−1/2}(A + I)D^{−1/2}; mean readout
-  for graph prediction or a per-vertex head (tensor_graph.md, GNN-2 and GNN-3).
+  for graph prediction or a per-vertex head (docs/results.md, GNN-2 and GNN-3).
 - :class:`ProductGNN`: the theory model of arXiv:2211.16494 with product aggregation,
   h^{(l,i)} = ⊙_{j∈N(i)} W^{(l)} h^{(l−1,j)}, graph output W^{(o)}(⊙_i h^{(L,i)}) or vertex output
   W^{(o)} h^{(L,t)} (N(i) includes i: self-loops are always added).

@@ -1,6 +1,6 @@
 """Hierarchical tensor (HT) factorization: a deep convolutional arithmetic circuit.
 
-``HierarchicalTensorFactorization`` in ``asafmaman101/imp_reg_htf`` (tensor_graph.md). With
+``HierarchicalTensorFactorization`` in ``asafmaman101/imp_reg_htf`` (docs/results.md). With
 N = pool_size^L modes and widths (R_1, …, R_L):
 
 - layer 1: a_n = W^{(1,n)ᵀ} x_n ∈ R^{R_1} per mode (one-hot x_n: a row of W^{(1,n)});

@@ -1,4 +1,4 @@
-"""Leaky ResNets, discretized (Jacot & Kaiser, arXiv 2405.17573; bottleneck.md `leaky-resnet`).
+"""Leaky ResNets, discretized (Jacot & Kaiser, arXiv 2405.17573; docs/results.md `leaky-resnet`).
 
 Continuous model ∂_pα_p = −L̃·α_p + W_pσ̃(α_p), p ∈ [0, 1], with σ̃(z) = ([z]_+, 1) (the last
 column of W_p is the bias). Discretized with steps ρ_ℓ > 0, Σρ_ℓ = 1:
@@ -9,7 +9,7 @@ and objective C(α_L(X)) + (λ/(2L̃))·Σ_ℓ ρ_ℓ‖W_ℓ‖_F², C the mean
 (1/N)Σ_i‖f*(x_i) − f(x_i)‖². ρ_ℓL̃ < 1 is required (ρ_ℓL̃ ≥ 1 flips the sign of the leak).
 Optional input map U (w × d_in) and output map V (d_out × w), learned or fixed; by default
 they are not regularized (the paper does not say). The λ convention is a recorded parameter:
-``lambda_over_Ltilde`` reads the given value as λ/L̃ (so λ = value·L̃, the bottleneck.md CPU
+``lambda_over_Ltilde`` reads the given value as λ/L̃ (so λ = value·L̃, the docs/results.md CPU
 default), ``lambda`` reads it as λ itself (see docs/decisions.md).
 
 Row layout: representations are (N, w), so W_ℓσ̃(α) is σ̃(α) @ W_ℓᵀ.

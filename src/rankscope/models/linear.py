@@ -88,7 +88,7 @@ class DeepLinear(nn.Module):
     """A deep linear network x ↦ W_L⋯W_1 x (no biases).
 
     ``dims = [n_0, …, n_L]``; ``sigma`` is the init standard deviation (entries N(0, σ²),
-    linear.md notation), one float or one per layer. Randomness only from ``generator``.
+    docs/results.md notation), one float or one per layer. Randomness only from ``generator``.
     ``forward`` takes rows: x (N, n_0) -> (N, n_L). ``product()`` is A (n_L, n_0).
 
     >>> net = DeepLinear([3, 5, 2], sigma=0.1, generator=torch.Generator().manual_seed(0))
@@ -163,7 +163,7 @@ def end_to_end(weights: Sequence[torch.Tensor]) -> torch.Tensor:
 def balanced_factors(
     p: torch.Tensor, depth: int, *, width: int | None = None
 ) -> list[torch.Tensor]:
-    """Balanced factors [W_1, …, W_L] of P = U S Vᵀ (linear.md, shared notation).
+    """Balanced factors [W_1, …, W_L] of P = U S Vᵀ (docs/results.md, shared notation).
 
     W_ℓ = U_ℓ S^{1/L} U_{ℓ−1}ᵀ with U_0 = V, U_L = U and U_ℓ = I in between, from the thin
     SVD (k = min(m, n)): W_1 = S^{1/L}Vᵀ (k, n), W_ℓ = S^{1/L} (k, k), W_L = U S^{1/L} (m, k).
@@ -195,7 +195,7 @@ def balanced_factors(
 
 
 def balancedness(weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """‖D_ℓ‖_F for ℓ = 1, …, L−1 with D_ℓ = W_{ℓ+1}ᵀW_{ℓ+1} − W_ℓW_ℓᵀ (linear.md).
+    """‖D_ℓ‖_F for ℓ = 1, …, L−1 with D_ℓ = W_{ℓ+1}ᵀW_{ℓ+1} − W_ℓW_ℓᵀ (docs/results.md).
 
     Factors are (..., n_ℓ, n_{ℓ−1}); returns (..., L−1) (empty last dim for L = 1).
     Gradient flow without weight decay conserves D_ℓ; with λ‖θ‖², D_ℓ(t) = e^{−4λt}D_ℓ(0).

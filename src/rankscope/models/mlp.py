@@ -1,6 +1,6 @@
 """Fully connected networks with access to every pre-activation and activation.
 
-Notation (collapse.md, definitions §0): h_0 = x, z_l = W_l h_{l−1} (+ b_l), h_l = σ(z_l) for
+Notation (docs/results.md, definitions §0): h_0 = x, z_l = W_l h_{l−1} (+ b_l), h_l = σ(z_l) for
 l < L, and f(x) = z_L. Tensors are rows (N, n_l); transpose before applying column formulas.
 """
 
@@ -169,7 +169,7 @@ class MLP(nn.Module):
         """(out, [h_0 … h_{L−1}], [z_1 … z_L]); h_0 = x, out = z_L; each (N, n_l).
 
         The z_l keep their graph, so ``torch.autograd.grad(summed_loss, zs)`` gives the
-        per-sample back-propagated signals δ_l (collapse.md: use the *summed* loss).
+        per-sample back-propagated signals δ_l (docs/results.md: use the *summed* loss).
         """
         hs, zs = [x], []
         h = x

@@ -1,5 +1,5 @@
 """Carathéodory pruning of a hidden layer to at most N(N+1) neurons (2205.15809, Prop. 6 of
-2405.17573; procedure in bottleneck.md, `feature-sparsity`).
+2405.17573; procedure in docs/results.md, `feature-sparsity`).
 
 Neuron i of hidden layer ℓ has pre-activations z_i ∈ R^N over the N training points. The L2
 cost of a min-norm network depends on the layer only through the pair

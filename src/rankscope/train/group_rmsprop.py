@@ -1,13 +1,13 @@
 """GroupRMSprop: one adaptive learning rate shared by every parameter (global RMSprop).
 
 From ``GroupRMSprop`` in ``noamrazin/imp_reg_in_tf`` (``common/train/optim/group_rsmprop.py``),
-in the form of tensor_graph.md:
+in the form of docs/results.md:
 
     v ← α·v + (1 − α)·‖g‖²,     ‖g‖² summed over all parameters of all groups
     θ ← θ − lr·g / (√v̂ + ε),     v̂ = v / (1 − α^t) when ``bias_correction`` (the official code)
 
 The direction is the plain gradient, so the gradient-flow path is kept and only time is
-reparametrized. Defaults: lr 1e-2, α 0.99, ε 1e-8 (tensor_graph.md; the official default is
+reparametrized. Defaults: lr 1e-2, α 0.99, ε 1e-8 (docs/results.md; the official default is
 1e-6), bias correction on. Each group keeps its own lr; the second moment is global.
 ``members=M``: every parameter has a leading ensemble dimension M and each member keeps its own
 second moment (M independent GroupRMSprop runs in one step).

@@ -38,7 +38,7 @@ def mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None =
 
 
 def half_sse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """½‖pred − target‖_F² over the last two dims: (..., m, n) -> (...) (linear.md's C(A))."""
+    """½‖pred − target‖_F² over the last two dims: (..., m, n) -> (...) (docs/results.md's C(A))."""
     r = pred - target
     return 0.5 * (r * r).sum(dim=(-2, -1))
 

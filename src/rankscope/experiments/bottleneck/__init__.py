@@ -1,2 +1,2 @@
 """Nonlinear bottleneck family: `depth-rank`, `bottleneck-structure`, `feature-sparsity`,
-`leaky-resnet` (bottleneck.md)."""
+`leaky-resnet` (docs/results.md)."""

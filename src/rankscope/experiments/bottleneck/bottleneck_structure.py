@@ -271,7 +271,7 @@ def run(config: Config, ctx: RunContext) -> Result:
 
 # ---------------------------------------------------------------- claims
 
-DEEP = 8  # the bottleneck criteria apply from this depth on (bottleneck.md)
+DEEP = 8  # the bottleneck criteria apply from this depth on (docs/results.md)
 HI, LO = 0.3, 0.15
 TAIL_SLOPE = -0.5
 NORM_BAND = (1.5, 2.7)

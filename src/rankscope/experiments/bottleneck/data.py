@@ -1,4 +1,4 @@
-"""Synthetic tasks of the bottleneck family (bottleneck.md CPU recipes), float64.
+"""Synthetic tasks of the bottleneck family (docs/results.md CPU recipes), float64.
 
 - :func:`bottleneck_teacher`: x ~ N(0, I_d), y = h(g(x)) with random ReLU nets g: d → k and
   h: k → d_out (Rank_BN ≤ k), outputs standardized per coordinate.

@@ -1,5 +1,5 @@
 """`leaky-resnet`: Hamiltonian mechanics and bottleneck structure of leaky ResNets
-(Jacot & Kaiser, arXiv 2405.17573; bottleneck.md CPU recipe).
+(Jacot & Kaiser, arXiv 2405.17573; docs/results.md CPU recipe).
 
 Teacher f* = g2∘g1 with random ReLU nets g1: R^d → R^3, g2: R^3 → R^d (k* = 3), inputs and
 outputs standardized. Leaky ResNets of width w and depth L (learned input/output maps, not

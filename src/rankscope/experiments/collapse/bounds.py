@@ -1,4 +1,4 @@
-"""The neural-rank-collapse bound (Zangrando et al., arXiv 2402.03991; collapse.md "Bounds").
+"""The neural-rank-collapse bound (Zangrando et al., arXiv 2402.03991; docs/results.md "Bounds").
 
 Network: h_0 = x, z_l = W_l h_{l−1} (+ b_l), h_l = σ(z_l) for l < L, f(x) = z_L; objective
 J = (1/N)·Σ_i ℓ_i + (λ/2)·Σ_l ‖W_l‖_F². With δ_{l,i} = ∂ℓ_i/∂z_{l,i} (autograd of the **summed**
@@ -45,7 +45,7 @@ def per_sample_signals(
     """Inputs H_{l−1} (N, n_{l−1}) and signals Δ_l (N, n_l) of every linear layer.
 
     δ_{l,i} = ∂ℓ(f(x_i), y_i)/∂z_{l,i} with ℓ the cross-entropy, obtained by autograd of the
-    summed (not mean) loss, so no 1/N factor hides in Δ (collapse.md pitfall). Returns
+    summed (not mean) loss, so no 1/N factor hides in Δ (docs/results.md pitfall). Returns
     (H_prev list, Δ list, summed loss).
     """
     if x.shape[0] != y.shape[0]:

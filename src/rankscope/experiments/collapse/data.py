@@ -142,7 +142,7 @@ def gaussian_mixture(
     spread: float,
     n_test_per_class: int = 0,
 ) -> Split:
-    """K centres ~ N(0, I_d); x = centre + s·ε with ε ~ N(0, I_d) (collapse.md NRC-2).
+    """K centres ~ N(0, I_d); x = centre + s·ε with ε ~ N(0, I_d) (docs/results.md NRC-2).
 
     The same centres serve train and test; labels are balanced and ordered by class.
     """

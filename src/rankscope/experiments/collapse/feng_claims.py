@@ -1,4 +1,4 @@
-"""Claims of `rank-diminishing` (collapse.md pass criteria 1-3), read from the typed summary.
+"""Claims of `rank-diminishing` (docs/results.md pass criteria 1-3), read from the typed summary.
 
 Each network's summary holds its (depth, input) rank tables under the `torch` policy and the
 `feng` preset (depth 0 = the input); the records add the spectra of any violation

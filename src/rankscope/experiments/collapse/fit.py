@@ -1,6 +1,6 @@
 """Training protocols of the collapse family, on top of :mod:`rankscope.train`.
 
-Penalty conventions (definitions §0): collapse.md writes J = (1/N)Σℓ + (λ/2)Σ‖W‖², so the NRC
+Penalty conventions (definitions §0): docs/results.md writes J = (1/N)Σℓ + (λ/2)Σ‖W‖², so the NRC
 protocols pass ``l2 = λ/2``; Galanti et al. write loss + λ‖W‖² (decay factor 1 − 2μλ), so the
 SGD grid passes ``l2 = λ`` (torch's ``weight_decay = 2λ``). The penalty is added to the loss.
 """
@@ -45,7 +45,7 @@ def fit_lbfgs(
     """Full-batch L-BFGS (strong Wolfe, float64): ``rounds`` restarts of ``iters`` iterations.
 
     Each round is one ``train`` call of ``iters // 20`` L-BFGS steps of 20 iterations with a
-    fresh history of ``history`` pairs (collapse.md NRC-1b: 3×400; a history of 20 instead of
+    fresh history of ``history`` pairs (docs/results.md NRC-1b: 3×400; a history of 20 instead of
     torch's 100 was measured 2.5× faster per iteration on the mixtures, reaching the same
     objective). ``callback(global_iteration, net)`` runs at the
     iterations in ``log_at``. Raises :class:`Diverged` on a NaN/Inf objective.
@@ -98,7 +98,7 @@ def fit_adam_then_gd(
     log_at: Sequence[int] = (),
     callback: Callable[[int, MLPEnsemble, torch.Tensor], None] | None = None,
 ) -> dict:
-    """collapse.md NRC-1: full-batch Adam, then full-batch SGD, every member at once.
+    """docs/results.md NRC-1: full-batch Adam, then full-batch SGD, every member at once.
 
     ``l2`` (E,) per member. ``callback(step, ens, active)`` runs at the global steps in
     ``log_at`` (Adam steps first, then GD steps offset by ``adam_steps``).

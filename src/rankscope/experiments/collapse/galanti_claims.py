@@ -1,10 +1,10 @@
-"""Claims of `sgd-weight-decay-rank` (collapse.md pass criteria 1-3), from ``result.summary``.
+"""Claims of `sgd-weight-decay-rank` (docs/results.md pass criteria 1-3), from ``result.summary``.
 
 Each ``invert_*`` returns a copy of a summary perturbed the wrong way (its check then fails).
 
 Spearman's ρ is the Pearson correlation of average-tie ranks; it is undefined (NaN) when the
 rank is constant over the grid, which means the effect did not show: the claim fails. The
-learning rate used is the one the run ended with (halved after a divergence, collapse.md
+learning rate used is the one the run ended with (halved after a divergence, docs/results.md
 pitfall).
 """
 
@@ -129,7 +129,7 @@ def no_decay(result: Result) -> Check:
 def accuracy(result: Result) -> Check:
     """max over (B, μ) of the test-accuracy range across the λ > 0 of the grid is < 0.03.
 
-    collapse.md states it for λ ∈ {1e-3, 5e-3}, the non-zero λ of the default grid.
+    docs/results.md states it for λ ∈ {1e-3, 5e-3}, the non-zero λ of the default grid.
     """
     groups: dict[tuple, dict[float, float]] = {}
     for r in _ok(result):

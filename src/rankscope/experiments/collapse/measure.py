@@ -1,6 +1,6 @@
 """Per-layer measurements shared by the collapse family, as typed (frozen) dataclasses.
 
-Ranks (definitions §1): the thresholds named in collapse.md, as generic policies or as the
+Ranks (definitions §1): the thresholds named in docs/results.md, as generic policies or as the
 paper presets of :data:`rankscope.metrics.RANK_PRESETS`. Collapse statistics of
 representations (definitions §14): NC1 (pinv, svd, quotient), TCV_1, TCV_2, CDNV, with the
 sample global mean. A quantity that has no meaning for the data (class means that coincide,
@@ -145,7 +145,7 @@ def _layer_entry(
         undefined["rel_tail"] = "W is the zero matrix"
     if not math.isfinite(b.relative_residual):
         undefined["relative_residual"] = "W is the zero matrix (s_1 = 0)"
-    # bound tightness is only meaningful near a critical point (collapse.md pitfall)
+    # bound tightness is only meaningful near a critical point (docs/results.md pitfall)
     if b.relative_residual < 0.05 and b.bound_op > 0:
         tightness = b.s_k1 / b.bound_op
     else:
@@ -176,7 +176,7 @@ def measure_network(
     a constant predictor.
 
     Layer l is paired with the collapse statistics of the embeddings H_{l−1} that feed it
-    (collapse.md usage notes), so ``layers[0].nc_prev`` describes the inputs.
+    (docs/results.md usage notes), so ``layers[0].nc_prev`` describes the inputs.
     """
     check_labels(x, y, num_classes)
     ws = [w.detach().to(torch.float64) for w in weights]

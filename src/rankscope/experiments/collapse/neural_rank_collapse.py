@@ -1,6 +1,6 @@
 """`neural-rank-collapse`: weight decay and within-class variability bound the layer ranks.
 
-Zangrando, Deidda, Brugiapaglia, Guglielmi, Tudisco, arXiv 2402.03991 (collapse.md). At a
+Zangrando, Deidda, Brugiapaglia, Guglielmi, Tudisco, arXiv 2402.03991 (docs/results.md). At a
 critical point of J = (1/N)Σℓ + (λ/2)Σ‖W_l‖_F², W_l = −Δ_l H_{l−1}ᵀ/(λN), so s_{K+1}(W_l) and
 d_K^F(W_l) are bounded by the within-class variability of H_{l−1} over λ (definitions §7, §14).
 The run sweeps λ on digits under two protocols (full-batch L-BFGS in float64, near-critical;
@@ -41,7 +41,7 @@ PAPER = "arXiv:2402.03991"
 @dataclass(frozen=True)
 class LbfgsConfig:
     """Full-batch L-BFGS per λ of ``lams``: ``rounds`` restarts of ``iters`` strong-Wolfe
-    iterations with a history of ``history`` pairs (collapse.md NRC-1b)."""
+    iterations with a history of ``history`` pairs (docs/results.md NRC-1b)."""
 
     lams: tuple[float, ...] = (1e-3, 1e-2)
     rounds: int = 3
@@ -52,7 +52,7 @@ class LbfgsConfig:
 @dataclass(frozen=True)
 class AdamConfig:
     """``steps`` full-batch Adam at ``lr``, then ``gd_steps`` full-batch GD at ``gd_lr``, all λ
-    of ``lams`` as one vectorized ensemble (empty: skipped) (collapse.md NRC-1)."""
+    of ``lams`` as one vectorized ensemble (empty: skipped) (docs/results.md NRC-1)."""
 
     lams: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2)
     steps: int = 2500
@@ -65,7 +65,7 @@ class AdamConfig:
 class MixtureConfig:
     """K = ``classes`` centres ~ N(0, I_dim), ``per_class`` points per class, x = centre + s·ε
     for s in ``spreads``; MLP dim-``widths``-K at λ = ``lam`` by L-BFGS (``rounds`` ×
-    ``iters``, history ``history``) (collapse.md NRC-2, NRC-2b)."""
+    ``iters``, history ``history``) (docs/results.md NRC-2, NRC-2b)."""
 
     spreads: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0)
     dim: int = 40

@@ -1,4 +1,4 @@
-"""Claims of `neural-rank-collapse` (collapse.md pass criteria P1, P3′, P5, P3, P2, NRC-2, NRC-2b).
+"""Claims of `neural-rank-collapse` (criteria P1, P3′, P5, P3, P2, NRC-2, NRC-2b; docs/results.md).
 
 Each check reads only the typed ``result.summary`` and reports the numbers it compared; each
 ``invert_*`` returns a copy of a summary perturbed the wrong way, on which its check fails.

@@ -158,7 +158,7 @@ def lbfgs_sweep(
 
 
 def adam_sweep(cfg, ctx: RunContext, split: Split, progress=(0.0, 1.0)) -> list[NetworkRun]:
-    """collapse.md NRC-1: every λ of ``cfg.adam.lams`` as one ensemble member (same init)."""
+    """docs/results.md NRC-1: every λ of ``cfg.adam.lams`` as one ensemble member (same init)."""
     adam = cfg.adam
     lams = list(adam.lams)
     if not lams:

@@ -1,6 +1,6 @@
 """`rank-diminishing`: the rank of the input-output Jacobian never rises with depth.
 
-Feng, Zheng, Huang, Zhao, Jordan, Zha, arXiv 2206.06072 (collapse.md). J_l(x) = ∂h_l(x)/∂x =
+Feng, Zheng, Huang, Zhao, Jordan, Zha, arXiv 2206.06072 (docs/results.md). J_l(x) = ∂h_l(x)/∂x =
 D_l W_l ⋯ D_1 W_1 (D_l the ReLU derivative diagonals), so rank J_{l+1}(x) ≤ rank J_l(x) by
 rank(AB) ≤ min(rank A, rank B) (definitions §10). Measured on MLPs on digits, at init and after
 full-batch Adam, with a width-8 bottleneck control: per-input Jacobians of every layer output

@@ -1,6 +1,6 @@
 """`sgd-weight-decay-rank`: mini-batch SGD with weight decay lowers the rank of the weights.
 
-Galanti, Siegel, Gupte, Poggio, arXiv 2206.05794 (collapse.md). Unrolling SGD on
+Galanti, Siegel, Gupte, Poggio, arXiv 2206.05794 (docs/results.md). Unrolling SGD on
 loss + λ‖W‖² gives W_T = (1 − 2μλ)^T W_0 − μ·Σ_s (1 − 2μλ)^{T−1−s} G_s with rank(G_s) ≤ B for a
 fully connected layer, so after ≈ log(2/ε)/(2μλ) steps W_T/‖W_T‖ is ε-close to a matrix of rank
 ≲ B·log(2/ε)/(2μλ): lower for small batches B, large learning rates μ and large λ. An MLP on

@@ -1,6 +1,6 @@
 """`low-rank-compression`: weight decay makes trained nets compressible by truncated SVD.
 
-Zangrando et al., arXiv 2402.03991 (collapse.md), abstract: removing the small singular values
+Zangrando et al., arXiv 2402.03991 (docs/results.md), abstract: removing the small singular values
 of networks trained with weight decay shrinks them while keeping their performance. On
 scikit-learn digits, an MLP (64-256-256-10) and a small CNN (3×3 convs with 16 and 32
 channels, the second with stride 2, then 512-64-10 fully connected) are trained with the

@@ -48,7 +48,7 @@ def _schatten_identity(result: Result) -> Check:
     if not fits:
         return inconclusive("no penalized fit in the result")
     unbalanced = {f"L={f.depth}": f.balance for f in fits if f.balance >= BALANCE_TOL}
-    if unbalanced:  # linear.md pitfall: the identity holds only at balanced factors
+    if unbalanced:  # docs/results.md pitfall: the identity holds only at balanced factors
         return inconclusive(
             "factors not balanced; compare only after they are",
             headline=f"factors not balanced ({_per_depth(unbalanced)} ≥ {BALANCE_TOL:g}): "

@@ -7,7 +7,7 @@ equals the balanced cost (L/d)·Σ_m Σ_i s_i(Â(m))^{2/L}. (b) A circular ReLU 
 16 channels, full-size kernels) trained by Adam with an explicit 5e-4·‖θ‖² penalty on the
 translation-invariant task y = mean_i φ(x_i) concentrates its middle layers' kernel mass and
 activations at frequency 0; the run without the penalty does not. Toolkit protocol
-(convolution_spectral.md): the paper's own hyper-parameters are not known.
+(docs/results.md): the paper's own hyper-parameters are not known.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class NonlinearStudy:
 
 @dataclass(frozen=True)
 class Criteria:
-    """Pass thresholds (convolution_spectral.md); stored in every summary."""
+    """Pass thresholds (docs/results.md); stored in every summary."""
 
     mass_threshold: float = 0.9  # criterion 4: > 90% of a layer's mass at frequency 0
     activation_threshold: float = 0.9  # criterion 5

@@ -6,7 +6,7 @@ dimensions) and h (ν_h in 3), so its scaling exponent orders the regimes A (bot
 B (h rough) > C (g rough), and in B it beats a shallow method that only sees f*'s smoothness
 in 15 dimensions (kernel ridge regression with a Laplace kernel, scikit-learn). The AccNet's
 narrow layers then have numerical rank ≈ d_mid = 3. Setup: the official code's generator and
-3-stage Adam schedule (shc443/CoveringNumber_GB), scaled down for CPU (convolution_spectral.md;
+3-stage Adam schedule (shc443/CoveringNumber_GB), scaled down for CPU (docs/results.md;
 docs/decisions.md gives what the paper preset would need).
 """
 

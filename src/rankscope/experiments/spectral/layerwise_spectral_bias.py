@@ -24,7 +24,7 @@ from rankscope.metrics.ntk import layer_shares, layerwise_ntk_eigenvalues, layer
 
 PAPER = "arXiv:2111.03972"
 
-# convolution_spectral.md [measured]: μ_k/μ_1 at d = 10, L = 5 for k = 2, 3, 4, 6, 8, as printed
+# docs/results.md [measured]: μ_k/μ_1 at d = 10, L = 5 for k = 2, 3, 4, 6, 8, as printed
 REFERENCE_DEGREES = (2, 3, 4, 6, 8)
 REFERENCE_TABLE = (
     ("0.207", "0.0316", "0.0075", "6.0e-4", "8.2e-5"),

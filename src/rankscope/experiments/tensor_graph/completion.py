@@ -173,7 +173,7 @@ def rise_steps(steps: np.ndarray, norms: np.ndarray, top: int) -> list[int]:
     """First logged step at which each of the ``top`` largest final norms exceeds ½ its final value.
 
     ``norms``: (n_steps, R) logged at ``steps``; components are ordered by final norm, largest
-    first (tensor_graph.md, "Rise step").
+    first (docs/results.md, "Rise step").
     """
     final = norms[-1]
     order = np.argsort(-final, kind="stable")[:top]

@@ -4,7 +4,7 @@ GNN-0: exact walk-index values and 1-WIS ≡ (L−1)-WIS at L = 2. GNN-1: the se
 of a product-aggregation GNN is higher for a partition with a higher walk index. GNN-2: digits
 IsSameClass graphs, images placed across the clusters (high walk index) vs one per cluster.
 GNN-3: edge sparsification of an SBM by random, spectral, 1-WIS and 2-WIS removal.
-Setups and thresholds: tensor_graph.md.
+Setups and thresholds: docs/results.md.
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def _gnn2_for(variant: str):
     return _check
 
 
-GNN3_LEVELS = (0.3, 0.6, 0.9)  # tensor_graph.md: 1-WIS >= random at >= 2 of these 3 levels
+GNN3_LEVELS = (0.3, 0.6, 0.9)  # docs/results.md: 1-WIS >= random at >= 2 of these 3 levels
 
 
 def _mean_over_seeds(results: Sequence[Result], method: str, at: list[int]) -> list[float]:

@@ -4,7 +4,7 @@ HTF-1: HT completion from small init learns local components one at a time (low 
 rank). IGC-0: the interaction-gradient-cosine regularizer is 1 on separable functions and below 1
 on interacting ones. IGC-1: digits IsSameClass on a widening canvas, with and without the
 regularizer, after checking that the CNN's receptive field covers the canvas. Setups and
-thresholds: tensor_graph.md.
+thresholds: docs/results.md.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def _htf_p1(result: Result):
         return inconclusive(
             note, headline=f"target 12|34 singular values {nums(sv[:3])}; {note}", target_sv=sv[:3]
         )
-    # the first and second rises in time (tensor_graph.md P1 does not fix which component
+    # the first and second rises in time (docs/results.md P1 does not fix which component
     # rises first); a rise at step 0 is no rise
     times = sorted(t for t in rs if t >= 0)
     ok = len(times) >= 2 and 0 < times[0] < times[1] and times[1] >= 1.5 * times[0]

@@ -17,7 +17,7 @@ __all__ = ["igc0_functions", "train_same_class"]
 
 
 def igc0_functions(gen: torch.Generator) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """IGC-0 functions of x ∈ R^6 with I = {0, 1, 2}, J = {3, 4, 5} (tensor_graph.md).
+    """IGC-0 functions of x ∈ R^6 with I = {0, 1, 2}, J = {3, 4, 5} (docs/results.md).
 
     additive g(x_I) + h(x_J), multiplicative g(x_I)·h(x_J), and the interacting
     Σ_{k=1}^3 tanh(x_I a)_k·tanh(x_J b)_k, with g, h one-unit tanh features.

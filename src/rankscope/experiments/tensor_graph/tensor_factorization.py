@@ -3,7 +3,7 @@
 TC-1: CP tensor completion from small init learns components one at a time, and the error on
 unobserved entries falls as the init shrinks. TC-0: trained on a rank-1 target, the learned
 tensor has ALS CP-rank estimate 1. TC-2: binarized digits (an order-64 tensor with d = 2) are
-fitted at low CP rank, shuffled labels are not. Setups and thresholds: tensor_graph.md.
+fitted at low CP rank, shuffled labels are not. Setups and thresholds: docs/results.md.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class DigitsStudy:
 
 @dataclass(frozen=True)
 class OptimizerInfo:
-    """The completion optimizer as run (tensor_graph.md: record ε and bias correction)."""
+    """The completion optimizer as run (docs/results.md: record ε and bias correction)."""
 
     name: str
     lr: float

@@ -1,4 +1,4 @@
-"""Figures of the nonlinear bottleneck family (bottleneck.md), drawn from stored results only.
+"""Figures of the nonlinear bottleneck family (docs/results.md), drawn from stored results only.
 
 Each claim's figure shows the tested quantity with its threshold: singular values of W_ℓ
 across layers (heatmaps for several depths), ‖θ‖² against L with the fitted line, the

@@ -1,4 +1,4 @@
-"""Figures of the convolution and spectral family (convolution_spectral.md), from stored results."""
+"""Figures of the convolution and spectral family (docs/results.md), from stored results."""
 
 from __future__ import annotations
 

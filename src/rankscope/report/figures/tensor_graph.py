@@ -1,4 +1,4 @@
-"""Figures of the tensor and graph family (tensor_graph.md), drawn from stored results only."""
+"""Figures of the tensor and graph family (docs/results.md), drawn from stored results only."""
 
 from __future__ import annotations
 
