@@ -1,4 +1,4 @@
-"""The neural-rank-collapse bound (collapse.md "Bounds") on random, non-stationary networks.
+"""The neural-rank-collapse bound (docs/results.md "Bounds") on random, non-stationary networks.
 
 References are independent of rankscope.experiments.collapse.bounds: the residual comes from
 autograd of the full objective J = mean CE + (λ/2)Σ‖W‖², δ from finite differences, and the

@@ -63,7 +63,7 @@ def test_smoke_claims(smoke):
 
 
 def test_smoke_matches_reference_trajectory(smoke):
-    # papers/linear.md: |W11| ≈ 1.85, 6.93, 22.4, 70.7 at ℓ = 1e-1 … 1e-4 (official figure)
+    # docs/results.md: |W11| ≈ 1.85, 6.93, 22.4, 70.7 at ℓ = 1e-1 … 1e-4 (official figure)
     w11 = [p.w11 for p in smoke.summary.mc1.checkpoints]
     np.testing.assert_allclose(w11, [1.85, 6.93, 22.4, 70.7], rtol=0.02)
 

@@ -53,7 +53,7 @@ def test_he_init_std_and_seeding() -> None:
 
 
 def test_per_sample_signals_give_the_weight_gradient() -> None:
-    """∇_{W_l} L = (1/N) Δ_l H_{l−1}ᵀ with δ from the summed loss (collapse.md)."""
+    """∇_{W_l} L = (1/N) Δ_l H_{l−1}ᵀ with δ from the summed loss (docs/results.md)."""
     net = MLP([6, 8, 8, 4], generator=_gen(4), dtype=torch.float64)
     x = torch.randn(11, 6, generator=_gen(5), dtype=torch.float64)
     y = torch.randint(4, (11,), generator=_gen(6))

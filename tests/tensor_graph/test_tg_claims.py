@@ -65,7 +65,7 @@ def _with_tc1(s: tf_mod.Summary, i: int, **changes) -> tf_mod.Summary:
 
 @pytest.fixture
 def tf() -> tf_mod.Summary:
-    """tensor_graph.md reference TC-1 table and TC-2 proposal, as a summary."""
+    """docs/results.md reference TC-1 table and TC-2 proposal, as a summary."""
     return tf_mod.Summary(
         target_rank=3,
         log_every=100,

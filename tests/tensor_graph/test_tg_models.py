@@ -73,7 +73,7 @@ def test_dense_materialization_refused_for_large_order():
 
 
 def _ht_reference(m: HTFactorization) -> torch.Tensor:
-    """Node tensors φ^v by einsum (tensor_graph.md): pool pairs, then W^{(l, v)}, then output."""
+    """Node tensors φ^v by einsum (docs/results.md): pool pairs, then W^{(l, v)}, then output."""
     nodes = [m.layers[0][n, : m.dims[n]] for n in range(m.order)]  # (d_n, R_1)
     for level, perm in enumerate(m.perms):
         nodes = [nodes[i] for i in perm]

@@ -1,4 +1,4 @@
-"""Exact gradient flow against closed forms and conservation laws (papers/linear.md)."""
+"""Exact gradient flow against closed forms and conservation laws (docs/results.md)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_balanced_scalar_factors_follow_logistic():
 
 
 def test_aligned_depth3_modes_follow_scalar_equation():
-    # Balanced, aligned init: each singular value obeys ȧ = L a^{2−2/L}(s − a) (linear.md).
+    # Balanced, aligned init: each singular value obeys ȧ = L a^{2−2/L}(s − a) (docs/results.md).
     gen = torch.Generator().manual_seed(0)
     u, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))

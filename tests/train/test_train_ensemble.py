@@ -137,7 +137,7 @@ def test_mlp_members_equal_independent_runs(optimizer, batch_size, batches, scal
 
 
 def test_product_loss_ensemble_with_per_member_scale() -> None:
-    """Matrix-level loss on A_e (linear.md's C(A)); members differ in σ and λ."""
+    """Matrix-level loss on A_e (docs/results.md's C(A)); members differ in σ and λ."""
     target = torch.randn(4, 4, generator=_gen(3), dtype=torch.float64)
     sig = [1e-2, 1e-1, 0.5]
     ens = DeepLinearEnsemble(
