@@ -19,6 +19,19 @@ from rankscope.report.figures.base import FigureSpec, new_figure
 __all__ = ["FIGURES"]
 
 
+def _log_heatmap(ax, grid: np.ndarray, depth: int):
+    """log10 of relative singular values (layer × index), clipped to [1e-3, 1]."""
+    return ax.imshow(
+        np.log10(np.maximum(grid, 1e-4)),
+        aspect="auto",
+        cmap="magma",
+        vmin=-3,
+        vmax=0,
+        extent=(0.5, grid.shape[1] + 0.5, depth + 0.5, 0.5),
+        interpolation="nearest",
+    )
+
+
 def _integer_ticks(ax) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -40,15 +53,7 @@ def _sv_heatmaps(res: Result, depths: Sequence[int], layer_of, title: str, rel_l
         for i, r in enumerate(rows):
             grid[i, : r.size] = r
         shown = grid[:, : min(width, 12)]
-        im = ax.imshow(
-            np.log10(np.maximum(shown, 1e-4)),
-            aspect="auto",
-            cmap="magma",
-            vmin=-3,
-            vmax=0,
-            extent=(0.5, shown.shape[1] + 0.5, depth + 0.5, 0.5),
-            interpolation="nearest",
-        )
+        im = _log_heatmap(ax, shown, depth)
         ax.set_title(f"L = {depth}")
         ax.set_xlabel("singular value index i")
         ax.set_ylabel("layer ℓ")
@@ -227,15 +232,7 @@ def _lr_spectra(results: Sequence[Result]):
         tag = f"Lt{r.leak:g}"
         rows = [res.records.vector("sv", step=l, layer=tag) for l in range(1, depth + 1)]
         grid = np.array([row[:12] / row[0] for row in rows])
-        im = ax.imshow(
-            np.log10(np.maximum(grid, 1e-4)),
-            aspect="auto",
-            cmap="magma",
-            vmin=-3,
-            vmax=0,
-            extent=(0.5, grid.shape[1] + 0.5, depth + 0.5, 0.5),
-            interpolation="nearest",
-        )
+        im = _log_heatmap(ax, grid, depth)
         ax.set_title(f"L̃ = {r.leak:g}: {r.k_star_count:.0%} middle layers with k*")
         ax.set_xlabel("index i")
         ax.set_ylabel("layer ℓ")
