@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from rankscope.cli import app
+from rankscope.store import Store
 
 runner = CliRunner()
 
@@ -150,6 +151,13 @@ def test_counts_below_one_are_usage_errors_not_tracebacks(tmp_path):
         (("run", "scalar-mode", "--seeds", "0"), "--seeds must be an integer >= 1, got 0"),
         (("reproduce", "scalar-mode", "--seeds", "-1"), "--seeds must be an integer >= 1, got -1"),
         (("run", "scalar-mode", "--workers", "0"), "--workers must be an integer >= 1, got 0"),
+        (("run", "scalar-mode", "--seeds", "5-3"), "--seeds must be a count N >= 1, a range A-B"),
+        (
+            ("run", "scalar-mode", "--seeds", "two"),
+            "--seeds must be a count N >= 1, a range A-B with 0 <= A <= B, or a list a,b,c "
+            "of seeds >= 0; got 'two'",
+        ),
+        (("run", "scalar-mode", "--seeds", "1,2,1"), "--seeds lists a seed twice: '1,2,1'"),
         (
             ("sweep", "scalar-mode", "--grid", "depth=2", "--seeds", "0"),
             "--seeds (per grid point) must be an integer >= 1, got 0",
@@ -205,3 +213,26 @@ def test_report_of_a_run_with_a_damaged_tensors_file_exits_1_with_the_path(tmp_p
         out.output.startswith("rankscope: run 'r1': its tensors file")
         and "Traceback" not in out.output
     )
+
+
+def test_seed_ranges_and_lists_run_exactly_those_seeds(tmp_path):
+    """``--seeds 3-5`` (confirmation seeds) and ``--seeds 1,4`` run those seeds, no others."""
+    store = str(tmp_path / "st")
+    for spec, want in (("3-5", [3, 4, 5]), ("1,4", [1, 4]), ("2", [0, 1])):
+        out = invoke("run", "scalar-mode", "--preset", "smoke", "--store", store, "--seeds", spec)
+        assert out.exit_code == 0, out.output
+        doc = json.loads(
+            invoke(
+                "run",
+                "scalar-mode",
+                "--preset",
+                "smoke",
+                "--store",
+                store,
+                "--seeds",
+                spec,
+                "--json",
+            ).stdout
+        )
+        runs = [Store(store).load_run(r["run_id"], tensors=False) for r in doc["runs"]]
+        assert sorted(r.seed for r in runs) == want

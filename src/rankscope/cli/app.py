@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class RunOptions:
 
     preset: str = "default"
     overrides: list[str] | None = None
-    seeds: int | None = None
+    seeds: str | None = None
     store: Path | None = None
     as_json: bool = False
     workers: int = 2
@@ -64,7 +65,12 @@ _RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "seeds": (
-        Annotated[int | None, typer.Option("--seeds", help="Number of seeds (0..N-1).")],
+        Annotated[
+            str | None,
+            typer.Option(
+                "--seeds", help="N (seeds 0..N-1), a range A-B (inclusive) or a list a,b,c."
+            ),
+        ],
         None,
     ),
     "store": (StoreOpt, None),
@@ -223,6 +229,39 @@ def _check_counts(
     ):
         if value is not None and value < 1:
             raise _usage(f"{flag} must be an integer >= 1, got {value}")
+
+
+def parse_seeds(text: str | None) -> int | list[int] | None:
+    """``--seeds``: ``N`` is a count (seeds 0..N-1), ``A-B`` an inclusive range, ``a,b,c`` a list.
+
+    Seeds 3-5 confirm a criterion calibrated on seeds 0-2 (docs/claims-changelog.md).
+    """
+    if text is None:
+        return None
+    t = text.strip()
+
+    def bad() -> typer.Exit:
+        return _usage(
+            f"--seeds must be a count N >= 1, a range A-B with 0 <= A <= B, or a list a,b,c "
+            f"of seeds >= 0; got {text!r}"
+        )
+
+    if re.fullmatch(r"-?\d+", t):
+        n = int(t)
+        if n < 1:
+            raise _usage(f"--seeds must be an integer >= 1, got {n}")
+        return n
+    if m := re.fullmatch(r"(\d+)\s*-\s*(\d+)", t):
+        a, b = int(m[1]), int(m[2])
+        if a > b:
+            raise bad()
+        return list(range(a, b + 1))
+    if re.fullmatch(r"\d+(\s*,\s*\d+)+", t):
+        seeds = [int(x) for x in t.split(",")]
+        if len(set(seeds)) != len(seeds):
+            raise _usage(f"--seeds lists a seed twice: {text!r}")
+        return seeds
+    raise bad()
 
 
 @contextmanager
@@ -477,7 +516,8 @@ def show_claim_cmd(
 def _reproduce(ids: list[str], opts: RunOptions, *, write_report: bool) -> None:
     from rankscope.cli.progress import Progress
 
-    _check_counts(opts.seeds, opts.workers, opts.dask_workers)
+    seeds = parse_seeds(opts.seeds)
+    _check_counts(None, opts.workers, opts.dask_workers)
     exps = [_experiment(i) for i in ids]
     device = resolve_device(opts.device)
     for e in exps:
@@ -492,14 +532,15 @@ def _reproduce(ids: list[str], opts: RunOptions, *, write_report: bool) -> None:
     from rankscope.sweep.runner import reproduce_many
 
     st = _store(opts.store)
-    n_jobs = sum(opts.seeds or e.default_seeds(opts.preset) for e in exps)
+    per_exp = len(seeds) if isinstance(seeds, list) else seeds
+    n_jobs = sum(per_exp or e.default_seeds(opts.preset) for e in exps)
     progress = Progress(", ".join(ids) if len(ids) <= 3 else f"{len(ids)} experiments")
     with _interruptible(st.root), _store_errors(), _executor(opts, n_jobs) as ex:
         outcomes = reproduce_many(
             exps,
             preset=opts.preset,
             store=st,
-            seeds=opts.seeds,
+            seeds=seeds,
             overrides=opts.overrides or (),
             executor=ex,
             device=device,
