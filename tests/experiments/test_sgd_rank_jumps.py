@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,9 +12,12 @@ from rankscope.experiments.base import VERDICTS, Result, RunContext
 from rankscope.experiments.linear import _sgd_claims as claims
 from rankscope.experiments.linear._sgd_jumps import (
     Completion,
+    band_filter,
+    gd_until_stuck,
     hysteresis_filter,
     never_increases_after_drop,
     rank_of,
+    stuck_at,
     train_schedule,
 )
 from rankscope.experiments.linear.sgd_rank_jumps import (
@@ -49,6 +53,10 @@ def test_smoke_runs_and_every_claim_has_a_verdict(smoke_result):
         if c.verdict == "pass":  # perturbed the wrong way, a pass turns into a fail
             bad = dataclasses.replace(smoke_result, summary=claim.invert(s))
             assert claim.check(bad).verdict == "fail", claim.id
+    # the setup bug of issue 9: stage 0 must sit above the target rank, stopped by the rank
+    # test while its gradient is still far from the old 1e-5 stationarity tolerance
+    assert s.stage0.stuck and s.stage0.rank > s.target_rank
+    assert s.stage0.grad_norm > 1e-4
     n_logs = sum(EXPERIMENT.preset("smoke").schedule.steps) // 50 + 1
     assert all(len(m.rank_seq["0.01"]) == n_logs for m in s.members)
     for spec in FIGURES["sgd-rank-jumps"]:
@@ -68,6 +76,92 @@ def test_smoke_runs_and_every_claim_has_a_verdict(smoke_result):
 )
 def test_hysteresis_filter(seq, want):
     assert hysteresis_filter(seq, persist=3) == want
+
+
+@pytest.mark.parametrize(
+    ("hi", "lo", "want"),
+    [
+        # flicker of the τ_hi count inside the band changes nothing
+        ([17, 16, 17, 16, 16, 17], [19, 19, 19, 19, 19, 19], [19] * 6),
+        # a value below τ_lo for 3 logs is a drop; back inside the band is no rise
+        ([17, 17, 17, 17, 17, 17], [19, 18, 18, 18, 19, 19], [19, 19, 19, 18, 18, 18]),
+        # climbing back above τ_hi for 3 logs is a rise
+        ([2, 2, 3, 3, 3, 3], [2, 2, 3, 3, 3, 3], [2, 2, 2, 2, 3, 3]),
+        # a 2-log dip below τ_lo is not a drop
+        ([4, 4, 4, 4, 4], [6, 4, 4, 6, 6], [6] * 5),
+    ],
+)
+def test_band_filter(hi, lo, want):
+    assert band_filter(hi, lo, persist=3) == want
+
+
+def test_band_filter_start_and_bad_input():
+    assert band_filter([3, 3, 3, 3], [4, 4, 4, 4], persist=3, init=3) == [3, 3, 3, 3]
+    assert band_filter([4, 4, 4, 4], [4, 4, 4, 4], persist=3, init=3) == [3, 3, 4, 4]
+    with pytest.raises(ValueError, match="hi must not exceed lo"):
+        band_filter([5], [4])
+    with pytest.raises(ValueError, match="same length"):
+        band_filter([5, 5], [5])
+
+
+def test_stuck_at():
+    assert stuck_at([15, 15, 17, 17, 17, 16, 17], window=3) == 4
+    assert stuck_at([5, 4, 3, 2, 1], window=2) is None
+    assert stuck_at([5], window=1) == 0
+    assert stuck_at([], window=1) is None
+    with pytest.raises(ValueError, match="window"):
+        stuck_at([1, 1], window=0)
+
+
+def _numpy_ranks(ws, tau, atol):
+    a = ws[-1][0]
+    for w in reversed(ws[:-1]):
+        a = a @ w[0]
+    s = np.linalg.svd(a.numpy(), compute_uv=False)
+    return int((s > max(tau * s[0], atol)).sum())
+
+
+def test_gd_until_stuck_stops_at_the_first_window_of_constant_rank():
+    """Against an independent replay: plain GD steps (autograd reference) with numpy SVD ranks
+    at every log, the band filter and the window test written out here."""
+    g = torch.Generator().manual_seed(3)
+    d, lam, lr, every, window = 6, 1e-3, 0.05, 20, 4
+    u = torch.randn(d, 2, generator=g, **F64)
+    prob = Completion(u @ u.T, torch.rand(d, d, generator=g) < 0.6)
+    init = [0.6 * torch.randn(1, d, d, generator=g, **F64) for _ in range(3)]
+    ws = [w.clone() for w in init]
+    steps, ranks, filtered, stuck = gd_until_stuck(
+        ws, prob, lam=lam, lr=lr, taus=(1e-2, 1e-3), atol=1e-8, log_every=every,
+        persist=2, window=window, max_steps=2000,
+    )  # fmt: skip
+    ref, hi, lo, k = [w[0].clone() for w in init], [], [], 0
+    weight = prob.mask / prob.mask.sum()
+    while True:
+        if k % every == 0:
+            hi.append(_numpy_ranks([w[None] for w in ref], 1e-2, 1e-8))
+            lo.append(_numpy_ranks([w[None] for w in ref], 1e-3, 1e-8))
+            f = band_filter(hi, lo, persist=2)
+            if len(f) >= window and len(set(f[-window:])) == 1:
+                break
+        ref = _autograd_step(ref, prob.target, weight, lam, lr)
+        k += 1
+    assert stuck and steps == k
+    assert ranks[1e-2] == hi and ranks[1e-3] == lo and filtered == f
+    for w, r in zip(ws, ref):
+        torch.testing.assert_close(w[0], r)
+
+
+def test_gd_until_stuck_reports_a_moving_rank_as_not_stuck():
+    g = torch.Generator().manual_seed(4)
+    d = 6
+    prob = Completion(torch.zeros(d, d, **F64), torch.ones(d, d, dtype=torch.bool))
+    ws = [torch.randn(1, d, d, generator=g, **F64) for _ in range(3)]
+    # a window longer than the run can hold: never stuck, runs to max_steps
+    steps, ranks, _, stuck = gd_until_stuck(
+        ws, prob, lam=0.0, lr=0.01, taus=(1e-2, 1e-3), atol=1e-8, log_every=10,
+        persist=1, window=50, max_steps=200,
+    )  # fmt: skip
+    assert not stuck and steps == 200 and len(ranks[1e-2]) == 21
 
 
 def test_hysteresis_with_persist_one_is_the_identity():
@@ -156,9 +250,13 @@ def _summary(
     flip=(2, 2, 2, 2),
     flip_start=2,
     rmse=(0.2, 0.1),
+    stuck=True,
 ) -> Result:
+    """One λ scale; the τ_hi and τ_lo rank logs are equal (no band effect)."""
+
     def member(kind, seq, r):
-        start = FlipStart(steps=0, grad_norm=0.0, ranks={"0.01": flip_start}, singular_values=())
+        ranks = {"0.01": flip_start, "0.001": flip_start}
+        start = FlipStart(steps=0, grad_norm=0.0, ranks=ranks, singular_values=())
         return Member(
             kind=kind,
             scale=1.0,
@@ -166,8 +264,8 @@ def _summary(
             lambdas=(1e-2,),
             lrs=(0.05,),
             lr_halvings=0,
-            rank_seq={"0.01": tuple(seq)},
-            final_rank={"0.01": seq[-1]},
+            rank_seq={"0.01": tuple(seq), "0.001": tuple(seq)},
+            final_rank={"0.01": seq[-1], "0.001": seq[-1]},
             final_unobserved_rmse=r,
             final_train_loss=0.0,
             final_singular_values=(),
@@ -175,13 +273,14 @@ def _summary(
             start=start if kind == "flip" else None,
         )
 
-    stage0 = Stage0Result(steps=0, grad_norm=0.0, lr=0.5, lr_halvings=0, converged=True,
-                          ranks={"0.01": stage0_rank}, singular_values=(), train_loss=0.0,
-                          unobserved_rmse=0.0)  # fmt: skip
+    stage0 = Stage0Result(steps=0, grad_norm=0.0, lr=0.5, lr_halvings=0, stuck=stuck,
+                          rank=stage0_rank, rank_seq={"0.01": (), "0.001": ()},
+                          ranks={"0.01": stage0_rank, "0.001": stage0_rank},
+                          singular_values=(), train_loss=0.0, unobserved_rmse=0.0)  # fmt: skip
     s = Summary(
         target_rank=2,
         target_values=(3.0, 2.0),
-        taus=("0.01",),
+        taus=("0.01", "0.001"),
         persist=3,
         stage0=stage0,
         members=(member("gd", gd, rmse[0]), member("sgd", sgd, rmse[1]), member("flip", flip, 0.1)),
@@ -210,8 +309,33 @@ def test_claims_on_synthetic_summaries():
     assert claims.gd_keeps_rank(gd_drops).verdict == "fail"
     assert claims.flip_never_increases(_summary(flip=(2, 3, 3, 3))).verdict == "fail"
     assert claims.flip_never_increases(_summary(flip_start=1)).verdict == "inconclusive"
+    drifting = _summary(stuck=False)
+    assert claims.gd_keeps_rank(drifting).verdict == "inconclusive"
+    assert claims.sgd_reaches_target_rank(drifting).verdict == "inconclusive"
+    # GD lost its rank everywhere: SGDJ-2 is still judged, at the smallest scale
+    assert claims.sgd_reaches_target_rank(gd_drops).verdict == "pass"
+    assert claims.sgd_reaches_target_rank(_summary(gd=(5, 2, 2, 2), rmse=(0.1, 0.2))).verdict == (
+        "fail"
+    )
+
+
+def test_band_rank_ignores_flicker_inside_the_band():
+    """A τ_hi count that dips by one while τ_lo holds is no drop (SGDJ-1 has nothing to test);
+    a τ_lo drop followed by a τ_hi rise above the dropped value fails SGDJ-1."""
+    base = _summary(sgd=(5, 5, 5, 5, 5, 5)).summary
+    sgd = next(m for m in base.members if m.kind == "sgd")
+    flicker = dataclasses.replace(
+        sgd, rank_seq={"0.01": (5, 4, 4, 4, 5, 4, 4, 4), "0.001": (5,) * 8}
+    )
+    s = dataclasses.replace(base, members=tuple(flicker if m is sgd else m for m in base.members))
+    assert claims.one_way(Result(summary=s)).verdict == "inconclusive"
+    back = dataclasses.replace(
+        sgd, rank_seq={"0.01": (5, 3, 3, 3, 5, 5, 5), "0.001": (5, 3, 3, 3, 5, 5, 5)}
+    )
+    s = dataclasses.replace(base, members=tuple(back if m is sgd else m for m in base.members))
+    assert claims.one_way(Result(summary=s)).verdict == "fail"
 
 
 def test_config_validation():
     with pytest.raises(ValueError, match="same non-zero length"):
-        EXPERIMENT.run(Config(schedule=ScheduleConfig(lrs=(0.1,))), RunContext(seed=0))
+        EXPERIMENT.run(Config(schedule=ScheduleConfig(lrs=(0.1, 0.2))), RunContext(seed=0))

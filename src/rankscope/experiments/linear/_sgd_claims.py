@@ -1,8 +1,11 @@
 """Claim checks of ``sgd-rank-jumps`` (docs/results.md § sgd-rank-jumps, pass criteria 1-4).
 
 They read the typed ``result.summary``: ``stage0``, ``members`` (one per (kind, λ scale) with
-raw rank sequences per τ), ``taus`` (the first is the claims' tolerance), ``persist``,
-``target_rank`` and ``chosen_scale`` (the largest λ scale at which GD kept its stage-0 rank).
+raw rank sequences per τ), ``taus``, ``persist``, ``target_rank`` and ``chosen_scale`` (the
+largest λ scale at which GD kept its stage-0 rank). Every rank the claims read is the band
+rank of :func:`~rankscope.experiments.linear._sgd_jumps.band_filter` with (τ_hi, τ_lo) =
+taus[:2]: a drop once a singular value falls below τ_lo·s_1, a rise once one climbs back
+above τ_hi·s_1, each held for ``persist`` logs (docs/claims-changelog.md, issue 9).
 Each ``invert_*`` perturbs a summary the wrong way so that its check fails.
 """
 
@@ -12,7 +15,7 @@ import dataclasses
 import itertools
 
 from rankscope.experiments.base import Check, Result, check, inconclusive
-from rankscope.experiments.linear._sgd_jumps import hysteresis_filter, never_increases_after_drop
+from rankscope.experiments.linear._sgd_jumps import band_filter, never_increases_after_drop
 
 __all__ = [
     "choose_scale",
@@ -27,9 +30,12 @@ __all__ = [
 ]
 
 
-def _filtered(summary, member, tau: str | None = None) -> list[int]:
-    tau = tau or summary.taus[0]
-    return hysteresis_filter(member.rank_seq[tau], summary.persist)
+def _band(summary, member) -> list[int]:
+    """The member's rank read with the band (τ_hi, τ_lo) = taus[:2] and hysteresis, from its
+    start: the stage-0 rank for GD/SGD, the relaxed start's τ_lo rank for a flip member."""
+    hi, lo = summary.taus[0], summary.taus[1]
+    init = int(member.start.ranks[lo]) if member.start is not None else _stage0_rank(summary)
+    return band_filter(member.rank_seq[hi], member.rank_seq[lo], summary.persist, init=init)
 
 
 def _member(summary, kind: str, scale: float):
@@ -40,16 +46,16 @@ def _member(summary, kind: str, scale: float):
 
 
 def _stage0_rank(summary) -> int:
-    return int(summary.stage0.ranks[summary.taus[0]])
+    return int(summary.stage0.rank)
 
 
 def choose_scale(summary) -> float | None:
-    """The largest λ scale whose GD member kept the stage-0 rank (filtered) at every log."""
+    """The largest λ scale whose GD member kept the stage-0 rank (band) at every log."""
     r0 = _stage0_rank(summary)
     kept = [
         m.scale
         for m in summary.members
-        if m.kind == "gd" and not m.diverged and all(r == r0 for r in _filtered(summary, m))
+        if m.kind == "gd" and not m.diverged and all(r == r0 for r in _band(summary, m))
     ]
     return max(kept) if kept else None
 
@@ -71,63 +77,77 @@ def _path(path: list[int]) -> str:
     return "→".join(str(v) for v in path)
 
 
+def _band_text(s) -> str:
+    return f"band τ ∈ [{s.taus[1]}, {s.taus[0]}], hysteresis {s.persist}"
+
+
 def one_way(result: Result) -> Check:
-    """Criterion 1: the filtered SGD rank never increases after its first drop."""
+    """Criterion 1: no SGD member (any λ scale) raises its band rank after its first drop;
+    inconclusive when no SGD member drops."""
     s = result.summary
-    scale, note = _scale_for(s)
-    m = _member(s, "sgd", scale)
-    if m.diverged:
+    sgd = sorted((m for m in s.members if m.kind == "sgd"), key=lambda m: -m.scale)
+    paths = {f"{m.scale:g}": _changes(_band(s, m)) for m in sgd if not m.diverged}
+    diverged = [m.scale for m in sgd if m.diverged]
+    measured = {
+        "rank_path_per_scale": paths,
+        "diverged_scales": diverged,
+        "lrs_per_scale": {f"{m.scale:g}": list(m.lrs) for m in sgd},
+    }
+    if not paths:
         return check(
             False,
-            note="SGD diverged after every η halving",
-            headline=f"SGD diverged after every η halving (λ scale {scale:g}) → fail",
-            scale=scale,
-        )
-    per_tau = {t: never_increases_after_drop(_filtered(s, m, t)) for t in s.taus}
-    path = _changes(_filtered(s, m))
-    measured = {
-        "scale": scale,
-        "lambdas": list(m.lambdas),
-        "lrs": list(m.lrs),
-        "rank_path": path,
-        "one_way_per_tau": per_tau,
-    }
-    tau = s.taus[0]
-    if not any(b < a for a, b in itertools.pairwise(path)):
-        return inconclusive(
-            "SGD never dropped rank: nothing to test",
-            headline=f"SGD rank path {_path(path)} (τ = {tau}, λ scale {scale:g}) never drops: "
-            "nothing to test",
+            note="SGD diverged after every η halving at every λ scale",
+            headline="SGD diverged after every η halving at every λ scale → fail",
             **measured,
         )
-    ok = per_tau[tau]
+    dropped = {k: p for k, p in paths.items() if any(b < a for a, b in itertools.pairwise(p))}
+    text = ", ".join(f"{_path(p)} at scale {k}" for k, p in paths.items())
+    if not dropped:
+        return inconclusive(
+            "SGD never dropped rank at any λ scale: nothing to test",
+            headline=f"SGD rank paths {text} ({_band_text(s)}) never drop: nothing to test",
+            **measured,
+        )
+    back = [k for k, p in dropped.items() if not never_increases_after_drop(p)]
+    ok = not back
+    measured.update(n_dropped=len(dropped), rose_after_drop=back)
     return check(
         ok,
-        note=note,
-        headline=f"SGD rank path {_path(path)} (τ = {tau}, hysteresis {s.persist}, λ scale "
-        f"{scale:g}); must not rise after a drop → {'pass' if ok else 'fail'}",
+        note=f"SGD diverged at λ scale(s) {diverged}" if diverged else "",
+        headline=f"SGD rank paths {text} ({_band_text(s)}); {len(dropped)} scale(s) with a drop, "
+        f"must not rise after one → {'pass' if ok else 'fail'}",
         **measured,
     )
 
 
-def sgd_reaches_target_rank(result: Result) -> Check:
-    """Criterion 2: SGD ends at the target rank with unobserved RMSE below GD's."""
-    s = result.summary
+def _not_stuck(s, base) -> Check | None:
     r0, target = _stage0_rank(s), s.target_rank
-    base = {"stage0_rank": r0, "target_rank": target}
     if r0 <= target:
         return inconclusive(
             f"stage-0 GD reached rank {r0} <= {target}: no rank to drop",
             headline=f"stage-0 GD is at rank {r0} ≤ target {target}: no rank to drop",
             **base,
         )
-    if s.chosen_scale is None:
+    if not s.stage0.stuck:
         return inconclusive(
-            "GD lost its stage-0 rank at every λ scale",
-            headline=f"GD lost its stage-0 rank {r0} at every λ scale: no GD baseline",
+            f"stage-0 GD was still changing rank after {s.stage0.steps} steps",
+            headline=f"stage-0 GD (rank {r0}) never held its rank over the window in "
+            f"{s.stage0.steps} steps: no stuck point",
             **base,
         )
-    scale = s.chosen_scale
+    return None
+
+
+def sgd_reaches_target_rank(result: Result) -> Check:
+    """Criterion 2: SGD ends at the target rank with unobserved RMSE below GD's (at the chosen
+    λ scale, or the smallest one when GD kept its rank at none)."""
+    s = result.summary
+    r0, target = _stage0_rank(s), s.target_rank
+    base = {"stage0_rank": r0, "target_rank": target, "stage0_steps": s.stage0.steps}
+    bad = _not_stuck(s, base)
+    if bad is not None:
+        return bad
+    scale, note = _scale_for(s)
     gd, sgd = _member(s, "gd", scale), _member(s, "sgd", scale)
     if sgd.diverged:
         return check(
@@ -137,18 +157,19 @@ def sgd_reaches_target_rank(result: Result) -> Check:
             scale=scale,
             **base,
         )
-    tau = s.taus[0]
-    final = sgd.final_rank[tau]
+    final, gd_final = _band(s, sgd)[-1], _band(s, gd)[-1]
     rmse_s, rmse_g = sgd.final_unobserved_rmse, gd.final_unobserved_rmse
     ok = final == target and rmse_s < rmse_g
     return check(
         ok,
-        headline=f"SGD ends at rank {final} (target {target}; GD {gd.final_rank[tau]}, stage 0 "
-        f"{r0}), unobserved RMSE {rmse_s:.3g} vs GD {rmse_g:.3g} (must be lower) → "
-        f"{'pass' if ok else 'fail'}",
+        note=note,
+        headline=f"SGD ends at rank {final} (target {target}; GD {gd_final}, stage 0 {r0}; "
+        f"{_band_text(s)}, λ scale {scale:g}), unobserved RMSE {rmse_s:.3g} vs GD "
+        f"{rmse_g:.3g} (must be lower) → {'pass' if ok else 'fail'}",
         scale=scale,
         sgd_final_rank=final,
-        gd_final_rank=gd.final_rank[tau],
+        gd_final_rank=gd_final,
+        sgd_rank_path=_changes(_band(s, sgd)),
         rmse_sgd=round(rmse_s, 5),
         rmse_gd=round(rmse_g, 5),
         **base,
@@ -159,23 +180,20 @@ def gd_keeps_rank(result: Result) -> Check:
     """Criterion 3: GD keeps its stage-0 rank through stage 1 (at the chosen λ scale)."""
     s = result.summary
     r0 = _stage0_rank(s)
-    gd = {f"{m.scale:g}": _changes(_filtered(s, m)) for m in s.members if m.kind == "gd"}
+    gd = {f"{m.scale:g}": _changes(_band(s, m)) for m in s.members if m.kind == "gd"}
     scale = s.chosen_scale
     nominal = max(m.scale for m in s.members)
     measured = {
         "stage0_rank": r0,
+        "stage0_steps": s.stage0.steps,
         "gd_rank_path_per_scale": gd,
         "chosen_scale": scale,
         "kept_at_largest_scale": scale == nominal,
     }
+    bad = _not_stuck(s, measured)
+    if bad is not None:
+        return bad
     paths = ", ".join(f"{_path(p)} at scale {k}" for k, p in gd.items())
-    if r0 <= s.target_rank:
-        return inconclusive(
-            f"stage-0 GD is at rank {r0} <= {s.target_rank}: it does not overestimate the rank",
-            headline=f"stage-0 GD is at rank {r0} ≤ target {s.target_rank}: it does not "
-            "overestimate the rank",
-            **measured,
-        )
     if scale is None:
         return check(
             False,
@@ -189,38 +207,47 @@ def gd_keeps_rank(result: Result) -> Check:
         note="λ lowered by the pitfall rule" if lowered else "",
         headline=f"GD keeps stage-0 rank {r0} at λ scale {scale:g}"
         + (f" (λ lowered from scale {nominal:g})" if lowered else "")
-        + f"; paths {paths} → pass",
+        + f"; paths {paths} ({_band_text(s)}) → pass",
         lambdas=list(_member(s, "gd", scale).lambdas),
         **measured,
     )
 
 
 def flip_never_increases(result: Result) -> Check:
-    """Criterion 4: SGD started at a rank-2 minimum never increases its (filtered) rank."""
+    """Criterion 4: SGD started at a rank-2 minimum never increases its band rank, at any λ
+    scale whose relaxed start has the target rank."""
     s = result.summary
-    if not any(m.kind == "flip" for m in s.members):
+    flips = sorted((m for m in s.members if m.kind == "flip"), key=lambda m: -m.scale)
+    if not flips:
         return inconclusive("flip_test is off in this config")
-    scale, note = _scale_for(s)
-    m = _member(s, "flip", scale)
-    tau = s.taus[0]
-    start = int(m.start.ranks[tau])
-    filt = _filtered(s, m)
-    measured = {"scale": scale, "start_rank": start, "rank_path": _changes(filt)}
-    if start != s.target_rank:
-        return inconclusive(f"the relaxed start has rank {start}, not {s.target_rank}", **measured)
-    if m.diverged:
+    lo = s.taus[1]
+    starts = {f"{m.scale:g}": int(m.start.ranks[lo]) for m in flips}
+    usable = [m for m in flips if int(m.start.ranks[lo]) == s.target_rank]
+    paths = {f"{m.scale:g}": _changes(_band(s, m)) for m in usable if not m.diverged}
+    diverged = [m.scale for m in usable if m.diverged]
+    measured = {"start_rank_per_scale": starts, "rank_path_per_scale": paths}
+    if not usable:
+        return inconclusive(
+            f"no relaxed start has rank {s.target_rank}: {starts}",
+            headline=f"no relaxed flip start has rank {s.target_rank} (τ = {lo}): {starts}",
+            **measured,
+        )
+    if diverged:
         return check(
             False,
             note="flip SGD diverged after every η halving",
-            headline=f"flip SGD diverged after every η halving (λ scale {scale:g}) → fail",
+            headline=f"flip SGD diverged after every η halving (λ scale {diverged}) → fail",
+            diverged_scales=diverged,
             **measured,
         )
-    ok = all(b <= a for a, b in itertools.pairwise(filt)) and max(filt) <= start
+    rose = [k for k, p in paths.items() if max(p) > s.target_rank]
+    ok = not rose
+    text = ", ".join(f"{_path(p)} at scale {k}" for k, p in paths.items())
     return check(
         ok,
-        note=note,
-        headline=f"flip SGD from rank {start}: path {_path(_changes(filt))} (λ scale {scale:g}); "
-        f"must never rise → {'pass' if ok else 'fail'}",
+        headline=f"flip SGD from rank {s.target_rank}: paths {text} ({_band_text(s)}); must "
+        f"never rise → {'pass' if ok else 'fail'}",
+        rose=rose,
         **measured,
     )
 
@@ -236,7 +263,7 @@ def _with_seq(m, seq: tuple[int, ...]):
 
 
 def invert_one_way(summary):
-    """SGD drops one rank and climbs back, each for 2·persist logs."""
+    """Every SGD member drops one rank and climbs back, each for 2·persist logs."""
     p = 2 * summary.persist
 
     def bounce(m):
@@ -247,15 +274,12 @@ def invert_one_way(summary):
 
 
 def invert_target_rank(summary):
-    """GD keeps its (overestimated) stage-0 rank at the largest λ scale, and SGD ends there
-    too, above the target."""
+    """Stage 0 is stuck at an overestimated rank, GD keeps it at the largest λ scale, and SGD
+    stays there too, above the target."""
     high = max(_stage0_rank(summary), summary.target_rank + 2)
-    stage0 = dataclasses.replace(summary.stage0, ranks={t: high for t in summary.stage0.ranks})
-    out = _map_members(
-        summary,
-        ("sgd",),
-        lambda m: dataclasses.replace(m, final_rank={t: high for t in m.final_rank}),
-    )
+    stage0 = dataclasses.replace(summary.stage0, rank=high, stuck=True)
+    n = len(next(m for m in summary.members if m.kind == "sgd").rank_seq[summary.taus[0]])
+    out = _map_members(summary, ("sgd", "gd"), lambda m: _with_seq(m, (high,) * n))
     chosen = summary.chosen_scale
     if chosen is None:
         chosen = max(m.scale for m in summary.members)
@@ -274,7 +298,7 @@ def invert_flip(summary):
     p = 2 * summary.persist
 
     def climb(m):
-        start = int(m.start.ranks[summary.taus[0]]) if m.start else summary.target_rank
+        start = int(m.start.ranks[summary.taus[1]]) if m.start else summary.target_rank
         return _with_seq(m, (start,) * p + (start + 2,) * p)
 
     return _map_members(summary, ("flip",), climb)

@@ -7,6 +7,11 @@ batch size 1 draws one observed entry (i, j) uniformly per step and uses the unb
 dimension E) may differ in λ, η and in GD vs SGD; every step goes through
 :func:`rankscope.train.train` (autograd) on a stacked :class:`DeepLinearEnsemble`.
 
+Stage 0 is "stuck" (:func:`stuck_at`) once the band-filtered rank (:func:`band_filter`) has
+not changed over a window of logs: the plateaus of GD at small λ still drift slowly
+(‖∇L_λ‖ ~ 3e-3), so a gradient-norm test never fires there (docs/claims-changelog.md,
+sgd-rank-jumps, issue 9).
+
 Rank changes are read through :func:`hysteresis_filter` (a change counts once it persists for
 ``persist`` consecutive logs; definitions: numerical-policy defaults, "rank-change detection").
 """
@@ -27,11 +32,14 @@ from rankscope.train import train
 __all__ = [
     "Completion",
     "StageLog",
+    "band_filter",
     "gd_until_stationary",
+    "gd_until_stuck",
     "grad_norms",
     "hysteresis_filter",
     "never_increases_after_drop",
     "rank_of",
+    "stuck_at",
     "train_schedule",
 ]
 
@@ -107,6 +115,61 @@ def never_increases_after_drop(filtered: Sequence[int]) -> bool:
         elif cur > prev and dropped:
             return False
     return True
+
+
+def band_filter(
+    hi: Sequence[int], lo: Sequence[int], persist: int = 3, init: int | None = None
+) -> list[int]:
+    """Rank read with a threshold band and hysteresis. ``hi[k]`` counts s_i > τ_hi·s_1 and
+    ``lo[k]`` counts s_i > τ_lo·s_1 at log k (τ_lo < τ_hi, so lo ≥ hi). From the state r
+    (``init``, else lo[0]) the proposal at log k is lo[k] if lo[k] < r (a singular value fell
+    below τ_lo·s_1: a drop), else hi[k] if hi[k] > r (one climbed back above τ_hi·s_1: a
+    rise), else r; a proposal replaces the state once it has been made for ``persist``
+    consecutive logs. Singular values moving inside [τ_lo, τ_hi]·s_1 change nothing.
+
+    >>> band_filter(hi=[17, 16, 17, 16, 16, 16, 16], lo=[19, 19, 18, 18, 18, 18, 18], persist=3)
+    [19, 19, 19, 19, 18, 18, 18]
+    """
+    if persist < 1:
+        raise ValueError(f"persist must be >= 1, got {persist}")
+    if len(hi) != len(lo):
+        raise ValueError(f"hi and lo need the same length, got {len(hi)} and {len(lo)}")
+    if len(hi) == 0:
+        return []
+    state = int(lo[0]) if init is None else int(init)
+    cand, run, out = state, 0, []
+    for h, l in zip(hi, lo):
+        h, l = int(h), int(l)
+        if h > l:
+            raise ValueError(f"hi must not exceed lo (τ_lo < τ_hi), got hi={h} > lo={l}")
+        prop = l if l < state else h if h > state else state
+        if prop == state:
+            cand, run = state, 0
+        elif prop == cand:
+            run += 1
+        else:
+            cand, run = prop, 1
+        if cand != state and run >= persist:
+            state, run = cand, 0
+        out.append(state)
+    return out
+
+
+def stuck_at(filtered: Sequence[int], window: int) -> int | None:
+    """The first log index k at which a filtered rank sequence has held one value over the
+    last ``window`` logs (filtered[k − window + 1 .. k] all equal); None if it never has.
+
+    >>> stuck_at([15, 15, 17, 17, 17, 16, 17], window=3)
+    4
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    run = 0
+    for k, v in enumerate(filtered):
+        run = run + 1 if k and v == filtered[k - 1] else 1
+        if run >= window:
+            return k
+    return None
 
 
 def _loss_fn(prob: Completion):
@@ -186,6 +249,48 @@ def gd_until_stationary(
         seen["step"] = max(d for d in res.diverged_steps if d is not None)
     _write_back(ws, model)
     return seen["step"], seen["norms"]
+
+
+def gd_until_stuck(
+    ws: list[torch.Tensor],
+    prob: Completion,
+    *,
+    lam: float,
+    lr: float,
+    taus: tuple[float, float],
+    atol: float,
+    log_every: int,
+    persist: int,
+    window: int,
+    max_steps: int,
+) -> tuple[int, dict[float, list[int]], list[int], bool]:
+    """In place, one member (E = 1): full-batch GD on L_λ through the engine, logging the ranks
+    s_i > max(τ·s_1, atol) of A for (τ_hi, τ_lo) = ``taus`` every ``log_every`` steps, until
+    the :func:`band_filter` rank has held one value over ``window`` logs (:func:`stuck_at`)
+    or ``max_steps``. Returns (steps, raw rank logs per τ, band-filtered ranks, stuck); a
+    diverged run raises :class:`~rankscope.experiments.base.Diverged` (the engine's default)."""
+    if ws[0].shape[0] != 1:
+        raise ValueError(f"gd_until_stuck trains one member, got E = {ws[0].shape[0]}")
+    model = _ensemble(ws)
+    ranks: dict[float, list[int]] = {t: [] for t in taus}
+    seen: dict = {"step": 0, "filtered": [], "stuck": False}
+
+    def check(state) -> bool:
+        s = singular_values(end_to_end([w.detach() for w in state.model.weights]), dtype=None)
+        for t in taus:
+            ranks[t].append(int(rank_of(s, t, atol)[0]))
+        seen["step"] = state.step
+        seen["filtered"] = band_filter(ranks[taus[0]], ranks[taus[1]], persist)
+        seen["stuck"] = stuck_at(seen["filtered"], window) is not None
+        return seen["stuck"]
+
+    log_at = set(range(0, max_steps + 1, log_every)) | {max_steps}
+    train(
+        model, _loss_fn(prob), optimizer="gd", lr=lr, l2=lam, steps=max_steps,
+        log_at=log_at, callbacks=[check],
+    )  # fmt: skip
+    _write_back(ws, model)
+    return seen["step"], ranks, seen["filtered"], seen["stuck"]
 
 
 @dataclass

@@ -6,17 +6,21 @@ positive probability and never back. Toolkit protocol (docs/results.md § sgd-ra
 hyper-parameters are toolkit designs, docs/decisions.md):
 
 * target 20×20 of rank 2 (singular values 3, 2), 40% of the entries observed;
-  DLN L = 4, width 20, init N(0, 1/width);
-* stage 0: full-batch GD with λ = 1e-4 until ‖∇L_λ‖_F < ``stage0.tol`` (a stationary point);
-* stage 1, from the stage-0 point: full-batch GD and SGD(batch 1) on the annealing schedule
-  (λ, η) = (1e-2, 0.05) for 2e4 steps, then (1e-3, 0.01) for 2e4 steps. The pitfall rule is
-  run for every factor in ``lambda_scales`` (λ's scaled together) and the largest factor at
-  which GD keeps its stage-0 rank is the one the claims read; η is halved per member on
-  divergence; both are recorded;
+  DLN L = 4, width 20, init N(0, (1.5/√width)²): a large init, so that GD interpolates at a
+  high rank instead of learning rank 2 directly (docs/decisions.md, issue 9);
+* ranks are read in a band: ``taus`` = (τ_hi, τ_lo, ...) = (1e-2, 1e-3); the rank drops once
+  a singular value falls below τ_lo·s_1 and rises once one climbs back above τ_hi·s_1, each
+  held for ``persist`` logs (:func:`~._sgd_jumps.band_filter`);
+* stage 0: full-batch GD with λ = 1e-4, η = 0.03 until the band rank has held one value for
+  ``stage0.window`` logs (every ``stage0.log_every`` steps): GD is "stuck" at that rank. The
+  plateau still drifts (‖∇L_λ‖ ~ 3e-3), so a gradient-norm test would not end it;
+* stage 1, from the stuck point: full-batch GD and SGD (batch 1) at λ = f·λ₀ for f in
+  ``lambda_scales`` (λ₀ the stage-0 λ, f = 1 included), η = 0.03, 1e4 steps. The pitfall
+  rule: the largest f at which GD keeps its stage-0 rank is the one SGDJ-2/3 read; η is
+  halved per member on divergence; both are recorded. ``schedule`` may hold several
+  (λ, η, steps) phases (the ``paper`` preset anneals);
 * flip test: SGD on the same schedule from a rank-2 minimum (balanced factors of A* relaxed by
-  GD at the phase-1 λ);
-* ranks s_i > τ·s_1 for τ in ``taus`` every ``log_every`` steps, read through a hysteresis of
-  ``persist`` consecutive logs.
+  ``flip_relax_steps`` GD steps at each scale's first λ).
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from rankscope.experiments.linear._dln import observation_mask, planted_matrix
 from rankscope.experiments.linear._sgd_jumps import (
     Completion,
     StageLog,
+    _ensemble,
     gd_until_stationary,
+    gd_until_stuck,
+    grad_norms,
     hysteresis_filter,
     rank_of,
     train_schedule,
@@ -62,21 +69,24 @@ KINDS = ("gd", "sgd", "flip")
 
 @dataclass(frozen=True)
 class Stage0Config:
-    """Stage 0: full-batch GD at λ = ``lam`` until ‖∇L_λ‖_F < ``tol`` (or ``max_steps``)."""
+    """Stage 0: full-batch GD at λ = ``lam``, η = ``lr`` until the rank is stuck: its band
+    value (Config.taus[:2], Config.persist) unchanged over ``window`` logs taken every
+    ``log_every`` steps (or ``max_steps``; the run is then recorded as not stuck)."""
 
     lam: float = 1e-4
-    lr: float = 0.5
-    tol: float = 1e-5
-    max_steps: int = 60_000
+    lr: float = 0.03
+    log_every: int = 250
+    window: int = 20
+    max_steps: int = 20_000
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     """Stage 1: phase p runs ``steps[p]`` steps at (λ, η) = (``lambdas[p]``, ``lrs[p]``)."""
 
-    lambdas: tuple[float, ...] = (1e-2, 1e-3)
-    lrs: tuple[float, ...] = (0.05, 0.01)
-    steps: tuple[int, ...] = (20_000, 20_000)
+    lambdas: tuple[float, ...] = (1e-4,)
+    lrs: tuple[float, ...] = (0.03,)
+    steps: tuple[int, ...] = (10_000,)
 
     def __post_init__(self) -> None:
         if len({len(self.lambdas), len(self.lrs), len(self.steps)}) != 1 or not self.steps:
@@ -88,8 +98,9 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """``init_std`` ≤ 0 means 1/√width. ``taus[0]`` is the tolerance the claims use; a rank
-    counts s_i > max(τ·s_1, ``rank_atol``). ``loss_norm``: ``mean`` is the spec's (1/|I|)·Σ_I."""
+    """``init_std`` ≤ 0 means ``init_gain``/√width. The claims read the band rank with
+    (τ_hi, τ_lo) = ``taus[:2]``; a rank at τ counts s_i > max(τ·s_1, ``rank_atol``).
+    ``loss_norm``: ``mean`` is the spec's (1/|I|)·Σ_I."""
 
     dim: int = 20
     target_values: tuple[float, ...] = (3.0, 2.0)
@@ -97,27 +108,33 @@ class Config:
     depth: int = 4
     width: int = 20
     init_std: float = 0.0
+    init_gain: float = 1.5
     stage0: Stage0Config = field(default_factory=Stage0Config)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    lambda_scales: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01)
-    log_every: int = 100
+    lambda_scales: tuple[float, ...] = (30.0, 10.0, 3.0, 1.0)
+    log_every: int = 200
     taus: tuple[float, ...] = (1e-2, 1e-3)
     persist: int = 3
     max_lr_halvings: int = 4
     flip_test: bool = True
+    flip_relax_steps: int = 2000
     rank_atol: float = 1e-8
     loss_norm: Literal["mean", "sum"] = "mean"
 
 
 @dataclass(frozen=True)
 class Stage0Result:
-    """The stage-0 stationary point (ranks per τ, keyed by f"{τ:g}")."""
+    """The stage-0 point (ranks per τ, keyed by f"{τ:g}"). ``rank``: the band-filtered rank
+    (taus[0], taus[1]) at the end; ``stuck``: it held over the window before ``max_steps``;
+    ``rank_seq``: the raw rank logs per τ (every ``stage0.log_every`` steps)."""
 
     steps: int
     grad_norm: float
     lr: float
     lr_halvings: int
-    converged: bool
+    stuck: bool
+    rank: int
+    rank_seq: dict[str, tuple[int, ...]]
     ranks: dict[str, int]
     singular_values: tuple[float, ...]
     train_loss: float
@@ -168,39 +185,57 @@ class Summary:
 
 PRESETS = {
     "smoke": Config(
-        stage0=Stage0Config(max_steps=4000),
-        schedule=ScheduleConfig(steps=(1500, 1500)),
-        lambda_scales=(1.0, 0.1),
+        stage0=Stage0Config(log_every=100, window=8, max_steps=3000),
+        schedule=ScheduleConfig(steps=(1500,)),
+        lambda_scales=(10.0, 1.0),
         log_every=50,
+        flip_relax_steps=500,
     ),
     "default": Config(),
-    "paper": Config(),
+    # the spec's annealing reading at 2e4 + 2e4 steps, from the same stuck stage-0 point
+    "paper": Config(
+        stage0=Stage0Config(max_steps=60_000),
+        schedule=ScheduleConfig(lambdas=(1e-3, 1e-4), lrs=(0.03, 0.01), steps=(20_000, 20_000)),
+        lambda_scales=(10.0, 3.0, 1.0, 0.3, 0.1),
+        log_every=100,
+    ),
 }
 
 
 def _validate(cfg: Config) -> None:
     if not cfg.lambda_scales or min(cfg.lambda_scales) <= 0:
         raise ValueError(f"lambda_scales must be positive factors, got {cfg.lambda_scales}")
-    if cfg.depth < 2 or not cfg.taus or cfg.log_every < 1 or cfg.persist < 1:
-        raise ValueError("need depth >= 2, at least one tau, log_every >= 1 and persist >= 1")
+    if cfg.depth < 2 or cfg.log_every < 1 or cfg.persist < 1:
+        raise ValueError("need depth >= 2, log_every >= 1 and persist >= 1")
+    if len(cfg.taus) < 2 or not 0 < cfg.taus[1] < cfg.taus[0]:
+        raise ValueError(
+            f"taus needs (τ_hi, τ_lo, ...) with 0 < τ_lo < τ_hi (the rank band), got {cfg.taus}"
+        )
+    st0 = cfg.stage0
+    if st0.log_every < 1 or st0.window < 1 or st0.max_steps < 1:
+        raise ValueError(f"stage0 needs log_every, window and max_steps >= 1, got {st0}")
 
 
 def _stage0(cfg: Config, prob: Completion, dims, gen) -> tuple[list[torch.Tensor], Stage0Result]:
-    std = cfg.init_std if cfg.init_std > 0 else 1 / math.sqrt(cfg.width)
+    std = cfg.init_std if cfg.init_std > 0 else cfg.init_gain / math.sqrt(cfg.width)
     init = init_deep_linear(dims, std, generator=gen, dtype=torch.float64)
     init = [w[None].to(prob.target.device) for w in init]
     st0 = cfg.stage0
     lr = st0.lr
     for _ in range(cfg.max_lr_halvings + 1):
         ws = [w.clone() for w in init]
-        steps, gnorm = gd_until_stationary(
-            ws, prob, lam=st0.lam, lr=lr, tol=st0.tol, max_steps=st0.max_steps
-        )
-        if torch.isfinite(gnorm).all():
+        try:
+            steps, seqs, filtered, stuck = gd_until_stuck(
+                ws, prob, lam=st0.lam, lr=lr, taus=cfg.taus[:2], atol=cfg.rank_atol,
+                log_every=st0.log_every, persist=cfg.persist, window=st0.window,
+                max_steps=st0.max_steps,
+            )  # fmt: skip
             break
-        lr /= 2
+        except Diverged:
+            lr /= 2
     else:
-        raise Diverged(steps, what="stage-0 GD gradient norm")
+        raise Diverged(st0.max_steps, what="stage-0 GD")
+    gnorm = grad_norms(_ensemble(ws), prob, torch.full((1,), st0.lam, dtype=torch.float64))
     a = end_to_end(ws)
     s = singular_values(a[0])
     info = Stage0Result(
@@ -208,7 +243,9 @@ def _stage0(cfg: Config, prob: Completion, dims, gen) -> tuple[list[torch.Tensor
         grad_norm=float(gnorm[0]),
         lr=lr,
         lr_halvings=round(math.log2(st0.lr / lr)),
-        converged=bool(gnorm[0] < st0.tol),
+        stuck=stuck,
+        rank=int(filtered[-1]),
+        rank_seq={f"{t:g}": tuple(v) for t, v in seqs.items()},
         ranks={f"{t:g}": int(rank_of(s, t, cfg.rank_atol)) for t in cfg.taus},
         singular_values=tuple(float(x) for x in s),
         train_loss=float(prob.train_loss(a)[0]),
@@ -227,9 +264,8 @@ def _flip_start(cfg: Config, prob: Completion) -> tuple[list[torch.Tensor], list
     lam = torch.tensor(
         [f * cfg.schedule.lambdas[0] for f in cfg.lambda_scales], dtype=torch.float64
     ).view(-1, 1, 1)
-    st0 = cfg.stage0
     steps, gnorm = gd_until_stationary(
-        ws, prob, lam=lam, lr=st0.lr, tol=st0.tol, max_steps=st0.max_steps
+        ws, prob, lam=lam, lr=cfg.stage0.lr, tol=1e-8, max_steps=cfg.flip_relax_steps
     )
     s = singular_values(end_to_end(ws))
     info = [
@@ -359,8 +395,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         id="SGDJ-1",
         paper=PAPER,
-        statement="One-way: the SGD rank trajectory (hysteresis of 3 logs, τ = 1e-2) never "
-        "increases after a drop, in every seed (inconclusive for a seed where it never drops).",
+        statement="One-way: no SGD rank trajectory (any λ scale; band rank, τ ∈ [1e-3, 1e-2], "
+        "hysteresis of 3 logs) increases after a drop, in every seed (inconclusive for a seed "
+        "where SGD never drops).",
         expected="no increase after the first drop (10/10 seeds)",
         check=_claims.one_way,
         invert=_claims.invert_one_way,
@@ -369,8 +406,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         id="SGDJ-2",
         paper=PAPER,
-        statement="Starting from GD's rank-overestimating stationary point, SGD ends at rank 2 "
-        "with an unobserved-entry RMSE below GD's, in ≥ 7/10 seeds.",
+        statement="Starting from the rank-overestimating point where GD is stuck, SGD ends at "
+        "rank 2 with an unobserved-entry RMSE below GD's (at the λ scale SGDJ-3 chooses, or the "
+        "smallest when none keeps the rank), in ≥ 7/10 seeds.",
         expected="final SGD rank = 2 and RMSE(SGD) < RMSE(GD) in ≥ 70% of seeds",
         check=_claims.sgd_reaches_target_rank,
         invert=_claims.invert_target_rank,
@@ -381,7 +419,7 @@ CLAIMS: tuple[Claim, ...] = (
         paper=PAPER,
         statement="Full-batch GD keeps its stage-0 rank throughout stage 1 (at the largest "
         "λ scale where it does; fails when no scale in lambda_scales keeps it; inconclusive "
-        "when stage 0 did not overestimate the rank).",
+        "when stage 0 did not overestimate the rank or never got stuck).",
         expected="GD rank = stage-0 rank at every log",
         check=_claims.gd_keeps_rank,
         invert=_claims.invert_gd_keeps_rank,
@@ -390,8 +428,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         id="SGDJ-4",
         paper=PAPER,
-        statement="Flip test: started at a rank-2 minimum, SGD never increases the rank.",
-        expected="filtered rank ≤ 2 at every log",
+        statement="Flip test: started at a rank-2 minimum, SGD never increases the rank (every "
+        "λ scale whose relaxed start has rank 2).",
+        expected="band rank ≤ 2 at every log",
         check=_claims.flip_never_increases,
         invert=_claims.invert_flip,
         min_fraction=1.0,
@@ -404,12 +443,14 @@ EXPERIMENT = Experiment(
     papers=(PAPER,),
     description=(
         "Depth-4, width-20 linear network completing a 20×20 rank-2 matrix from 40% of its "
-        "entries with the penalty λ‖θ‖². Stage 0 trains full-batch GD at λ = 1e-4 to a "
-        "stationary point; stage 1 continues with full-batch GD and with batch-size-1 SGD on "
-        "an annealing schedule ((λ, η) = (1e-2, 0.05) then (1e-3, 0.01), 2e4 steps each), with "
-        "the λ's lowered until GD keeps its rank. The theory predicts that SGD drops to rank 2 "
-        "and never climbs back, while GD stays at its stage-0 rank. Ranks are s_i > τ·s_1 "
-        "(τ = 1e-2, also 1e-3) read with a hysteresis of 3 logs. Toolkit protocol."
+        "entries with the penalty λ‖θ‖², from a large init (std 1.5/√width). Stage 0 trains "
+        "full-batch GD at λ = 1e-4 until its rank has not changed for 20 logs (5000 steps): "
+        "the rank-overestimating plateau where GD is stuck. Stage 1 continues with full-batch "
+        "GD and with batch-size-1 SGD at λ = 1e-4, 3e-4, 1e-3 and 3e-3 (η = 0.03, 1e4 steps); the "
+        "claims compare them at the largest λ where GD keeps its rank. The theory predicts "
+        "that SGD drops to rank 2 and never climbs back, while GD stays at its stage-0 rank. "
+        "A rank drop counts once a singular value falls below 1e-3·s₁, a rise once one climbs "
+        "back above 1e-2·s₁ (hysteresis of 3 logs). Toolkit protocol."
     ),
     config_cls=Config,
     presets=PRESETS,
