@@ -103,6 +103,8 @@ def test_config_rejects_mismatched_grids():
         dataclasses.replace(Config(), depths=(2, 3))
     with pytest.raises(ValueError, match=r"gamma\.target"):
         GammaConfig(dim=1)
+    with pytest.raises(ValueError, match=r"gamma\.rel_tol"):
+        GammaConfig(rel_tol=0.0)
 
 
 def _depth_run(**kw) -> DepthRun:
@@ -121,6 +123,7 @@ def _fake(runs: list[dict]) -> Result:
         gamma_runs=(),
         gamma_dim=20,
         gamma_target_rank=2,
+        gamma_rank_eps=0.25,
     )
     return Result(summary=summary, records=Records.empty())
 
@@ -146,7 +149,9 @@ def test_shallow_slope_claim_fails_on_wrong_scaling():
     np.testing.assert_allclose(check.measured["slope"], [0.1, 0.2, 0.4])
 
 
-def _gamma_run(gamma: float, width: int, rank: int, change: float, rmse: float) -> GammaRun:
+def _gamma_run(
+    gamma: float, width: int, rank: int, change: float, rmse: float, sv=(10.0, 5.0, 0.01)
+) -> GammaRun:
     return GammaRun(
         gamma=gamma,
         width=width,
@@ -156,6 +161,8 @@ def _gamma_run(gamma: float, width: int, rank: int, change: float, rmse: float) 
         converged=True,
         train_loss=0.0,
         final_rank=rank,
+        final_rank_eps=sum(v > 0.25 for v in sv),
+        final_sv=tuple(sv),
         unobserved_change=change,
         unobserved_rmse=rmse,
         init_rmse=1.0,
@@ -164,25 +171,101 @@ def _gamma_run(gamma: float, width: int, rank: int, change: float, rmse: float) 
 
 def _gamma_fake(runs: list[GammaRun]) -> Result:
     summary = Summary(target=(10.0, 5.0), rank_eps=0.25, depth_runs=(), gamma_runs=tuple(runs),
-                      gamma_dim=20, gamma_target_rank=2)  # fmt: skip
+                      gamma_dim=20, gamma_target_rank=2, gamma_rank_eps=0.25)  # fmt: skip
     return Result(summary=summary, records=Records.empty())
 
 
-def test_gamma_transition_claims_pass_and_fail_on_the_thresholds():
-    lazy, active = (next(c for c in EXPERIMENT.claims if c.id == i) for i in ("S2S-4", "S2S-5"))
-    good = [_gamma_run(0.5, 50, 19, 0.05, 1.0), _gamma_run(1.5, 50, 2, 0.9, 0.3)]
-    assert lazy.check(_gamma_fake(good)).verdict == "pass"
-    assert active.check(_gamma_fake(good)).verdict == "pass"
-    moved = [_gamma_run(0.5, 50, 19, 0.2, 1.0), good[1]]  # lazy entries moved by 20%
-    assert lazy.check(_gamma_fake(moved)).verdict == "fail"
-    low_rank = [_gamma_run(0.5, 50, 9, 0.05, 1.0), good[1]]  # rank < d/2
-    assert lazy.check(_gamma_fake(low_rank)).verdict == "fail"
-    high_rank = [good[0], _gamma_run(1.5, 50, 5, 0.9, 0.3)]
-    assert active.check(_gamma_fake(high_rank)).verdict == "fail"
-    weak = [good[0], _gamma_run(1.5, 50, 2, 0.9, 0.6)]  # RMSE ratio 0.6 >= 0.5
-    assert active.check(_gamma_fake(weak)).verdict == "fail"
-    unpaired = [good[0], _gamma_run(1.5, 200, 2, 0.9, 0.3)]  # no lazy run at w = 200
+def _claim(cid: str):
+    return next(c for c in EXPERIMENT.claims if c.id == cid)
+
+
+WIDTHS = (50, 200, 800, 3200)
+
+
+def _lazy(change_at, rank: int = 19) -> list[GammaRun]:
+    return [_gamma_run(0.5, w, rank, change_at(w), 1.0) for w in WIDTHS]
+
+
+def _active(rank: int = 2, rmse: float = 0.3, sv=(10.0, 5.0, 0.01), gamma=3.0) -> list[GammaRun]:
+    return [_gamma_run(gamma, w, rank, 0.9, rmse, sv) for w in WIDTHS]
+
+
+def test_lazy_claim_tests_the_w_to_the_minus_half_drift():
+    lazy = _claim("S2S-4")
+    root = _lazy(lambda w: 2.5 / math.sqrt(w))  # 0.35 at w = 50, 0.044 at w = 3200
+    check = lazy.check(_gamma_fake(root + _active()))
+    assert check.verdict == "pass", check.headline
+    assert check.measured["slope"] == pytest.approx(-0.5)
+    assert check.measured["widest_change"] == pytest.approx(2.5 / math.sqrt(3200))
+    flat = _lazy(lambda w: 0.05)  # small but not falling with w: not a finite-width drift
+    assert lazy.check(_gamma_fake(flat + _active())).verdict == "fail"
+    steep = _lazy(lambda w: 50.0 / w)  # slope −1
+    assert lazy.check(_gamma_fake(steep + _active())).verdict == "fail"
+    big = _lazy(lambda w: 10.0 / math.sqrt(w))  # right slope, 0.18 at w = 3200
+    assert lazy.check(_gamma_fake(big + _active())).verdict == "fail"
+    low_rank = _lazy(lambda w: 2.5 / math.sqrt(w), rank=9)  # rank < d/2
+    assert lazy.check(_gamma_fake(low_rank + _active())).verdict == "fail"
+    narrow = [r for r in root if r.width <= 200]  # needs a width >= 800 and 3 widths
+    assert lazy.check(_gamma_fake(narrow)).verdict == "inconclusive"
+
+
+def test_active_claim_counts_rank_against_the_target_not_s1():
+    active = _claim("S2S-5")
+    lazy = _lazy(lambda w: 2.5 / math.sqrt(w))
+    # s_3 = 0.19: rank 3 at τ = 1e-2·s_1 = 0.1, Rank_ε = 2 at ε = 0.05·s_min(A*) = 0.25
+    near = _active(rank=3, sv=(9.995, 4.87, 0.19))
+    check = active.check(_gamma_fake(lazy + near))
+    assert check.verdict == "pass", check.headline
+    assert set(check.measured["final_rank_eps"].values()) == {2}
+    third = _active(rank=3, sv=(9.9, 4.7, 0.4))  # a third mode above ε
+    assert active.check(_gamma_fake(lazy + third)).verdict == "fail"
+    weak = _active(rmse=0.6)  # RMSE ratio 0.6 >= 0.5
+    assert active.check(_gamma_fake(lazy + weak)).verdict == "fail"
+    unpaired = [r for r in lazy if r.width != 200] + _active()  # no lazy run at w = 200
     assert active.check(_gamma_fake(unpaired)).verdict == "inconclusive"
+
+
+def test_active_claim_needs_a_small_init():
+    """γ = 1.5 gives σ²w = w^{−1/2} = 0.14 at w = 50: not a small init, so not tested."""
+    active = _claim("S2S-5")
+    lazy = _lazy(lambda w: 2.5 / math.sqrt(w))
+    check = active.check(_gamma_fake(lazy + _active(gamma=1.5)))
+    assert check.verdict == "inconclusive"
+    # the intermediate γ is reported next to the tested one
+    both = active.check(_gamma_fake(lazy + _active(gamma=1.5, sv=(9, 4, 0.6)) + _active()))
+    assert both.verdict == "pass"
+    assert set(both.measured["untested_rank_eps"].values()) == {3}
+
+
+def test_default_gamma_setup_is_lazy_and_small_init_where_the_claims_need_it():
+    cfg = EXPERIMENT.preset("default").gamma
+    g_active, g_lazy = max(cfg.gammas), min(cfg.gammas)
+    assert g_lazy < 1 < g_active
+    assert all(w ** (1 - g_active) <= 1e-3 for w in cfg.widths)  # σ²w = w^{1−γ}
+    assert max(cfg.widths) >= 800
+    k, d = len(cfg.target), cfg.dim
+    assert round(cfg.observed * d * d) >= 3 * (2 * d * k - k * k)  # entries vs rank-k dof
+
+
+def test_completion_stops_at_the_relative_tolerance_and_counts_rank_eps():
+    """Independent reference: the target and mask are redrawn from the same seeded stream,
+    and the stop loss and Rank_ε are recomputed from them and the logged spectrum."""
+    from rankscope.experiments.linear._completion import gamma_transition
+    from rankscope.experiments.linear._dln import observation_mask, planted_matrix
+
+    cfg = GammaConfig(dim=8, observed=0.6, widths=(30,), gammas=(3.0,), max_steps=20_000)
+    ctx = RunContext(seed=1)
+    (run,) = gamma_transition(cfg, ctx)
+    gen = RunContext(seed=1).child_generator(10_007)
+    target, _, _ = planted_matrix(8, cfg.target, generator=gen)
+    mask = observation_mask(8, 0.6, generator=gen)
+    tol = cfg.rel_tol * 0.5 * float(target[mask].square().sum())
+    assert run["converged"] and run["train_loss"] < tol
+    assert run["steps"] < cfg.max_steps
+    s = ctx.log.freeze().vector("sv_final", layer=run["tag"])
+    assert run["final_rank_eps"] == int((s > 0.05 * min(cfg.target)).sum())
+    np.testing.assert_allclose(run["final_sv"], s[: len(cfg.target) + 3])
+    assert run["final_rank_eps"] == 2  # small init (σ²w = 30^−2) recovers the rank-2 target
 
 
 def test_deep_slope_claim_fails_on_wrong_scaling():
@@ -219,4 +302,4 @@ def test_gamma_config_is_nested_and_overridable():
 
     assert "gamma.widths" in config_keys(Config)
     cfg = apply_overrides(Config(), {"gamma.widths": "50,100"})
-    assert cfg.gamma.widths == (50, 100) and cfg.gamma.dim == 20
+    assert cfg.gamma.widths == (50, 100) and cfg.gamma.dim == 40

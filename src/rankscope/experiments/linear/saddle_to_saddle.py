@@ -7,7 +7,8 @@ in steps·η, at which s_i(A_t) > s_i/2) grows like ln(1/σ²)/(2s_i) for L = 2 
 σ^{−(L−2)} for L ≥ 3. Half-fit times are interpolated linearly between consecutive steps,
 with the spectrum computed at every step; spectra are logged at log-spaced steps.
 
-The γ-transition (matrix completion, σ² = w^{−γ}) lives in :mod:`._completion`.
+The γ-transition (matrix completion, σ² = w^{−γ}) lives in :mod:`._completion`; its setup
+(d = 40, 50% observed, active γ = 3, widths to 3200) is in docs/decisions.md (issue 9).
 """
 
 from __future__ import annotations
@@ -44,18 +45,26 @@ _L4_GRID = (1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4)
 
 @dataclass(frozen=True)
 class GammaConfig:
-    """The γ-transition sub-study (matrix completion, σ² = w^{−γ}; criterion 4)."""
+    """The γ-transition sub-study (matrix completion, σ² = w^{−γ}; claims S2S-4, S2S-5).
 
-    dim: int = 20
+    d = 40 with 50% observed: 800 entries for the 2·40·2 − 4 = 156 degrees of freedom of a
+    rank-2 target (the spec's d = 20 at 30% gives 120 for 76, too few for the small-init run
+    to find A*). The active γ is 3, so σ²w = w^{−2} ≤ 4e-4 at every width (γ = 1.5 gives
+    σ²w = 0.14 at w = 50, not a small init); γ = 1.5 is run and reported, not tested. The
+    lazy drift of the unobserved entries falls like w^{−1/2}, so the widths go to 3200.
+    """
+
+    dim: int = 40
     target: tuple[float, ...] = (10.0, 5.0)
-    observed: float = 0.3
-    widths: tuple[int, ...] = (50, 200, 800)
-    gammas: tuple[float, ...] = (0.5, 1.5)
+    observed: float = 0.5
+    widths: tuple[int, ...] = (50, 200, 800, 3200)
+    gammas: tuple[float, ...] = (0.5, 1.5, 3.0)
     depth: int = 2
     lr: float = 0.01
     max_steps: int = 100_000
-    tol: float = 1e-10  # stop when ½Σ_obs residual² < tol
-    rank_tol: float = 1e-2  # final rank counts s_i > tol · s_1
+    rel_tol: float = 1e-6  # stop when ½Σ_obs residual² < rel_tol · ½Σ_obs A*²
+    rank_tol: float = 1e-2  # lazy rank counts s_i > rank_tol · s_1 (S2S-4)
+    rank_eps: float = 0.05  # Rank_ε counts s_i > rank_eps · s_min(A*) (S2S-5)
 
     def __post_init__(self) -> None:
         if len(self.target) > self.dim:
@@ -65,6 +74,10 @@ class GammaConfig:
             )
         if self.depth < 2:
             raise ValueError(f"gamma.depth must be >= 2, got {self.depth}")
+        if not 0 < self.rel_tol < 1:
+            raise ValueError(f"gamma.rel_tol must be in (0, 1), got {self.rel_tol!r}")
+        if min(self.target) <= 0:
+            raise ValueError(f"gamma.target singular values must be > 0, got {self.target}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +144,9 @@ class GammaRun:
     steps: int
     train_loss: float
     converged: bool
-    final_rank: int
+    final_rank: int  # s_i > rank_tol · s_1
+    final_rank_eps: int  # Rank_ε: s_i > rank_eps · s_min(A*)
+    final_sv: tuple[float, ...]  # the k + 3 leading singular values of A_T
     unobserved_change: float
     unobserved_rmse: float
     init_rmse: float
@@ -145,6 +160,7 @@ class Summary:
     gamma_runs: tuple[GammaRun, ...]
     gamma_dim: int
     gamma_target_rank: int
+    gamma_rank_eps: float  # the absolute ε of the completion runs' Rank_ε
 
 
 PRESETS = {
@@ -152,7 +168,7 @@ PRESETS = {
         width=60,
         sigma2=((1e-2, 1e-3, 1e-4, 1e-5, 1e-6), (1e-3, 10**-3.5, 1e-4), (1e-2, 10**-2.5, 1e-3)),
         n_log=60,
-        gamma=GammaConfig(widths=(50, 200)),
+        gamma=GammaConfig(widths=(50, 200, 800), gammas=(0.5, 3.0)),
     ),
     "default": Config(),
     "paper": Config(
@@ -162,7 +178,7 @@ PRESETS = {
             (*_L4_GRID, 10**-4.5),
         ),
         max_time=1500.0,
-        gamma=GammaConfig(widths=(50, 200, 800, 1600)),
+        gamma=GammaConfig(widths=(50, 100, 200, 400, 800, 1600, 3200)),
     ),
 }
 
@@ -291,6 +307,7 @@ def run(config: Config, ctx: RunContext) -> Result:
         gamma_runs=tuple(GammaRun(**r) for r in gamma_runs),
         gamma_dim=config.gamma.dim,
         gamma_target_rank=len(config.gamma.target),
+        gamma_rank_eps=config.gamma.rank_eps * min(config.gamma.target),
     )
     return Result(summary=summary, records=ctx.log.freeze())
 
@@ -307,7 +324,9 @@ EXPERIMENT = Experiment(
         "σ² the end-to-end matrix passes near saddles of rank 0, 1, 2, 3, learning one "
         "singular direction at a time; the plateau before mode i lasts ≈ ln(1/σ²)/(2s_i) for "
         "depth 2 and grows like σ^{−(L−2)} for depth L ≥ 3 (time is steps·η). A matrix-"
-        "completion run with σ² = w^{−γ} shows the lazy (γ < 1) to active (γ > 1) transition."
+        "completion run (d = 40, half the entries observed, rank-2 target) with σ² = w^{−γ} "
+        "shows the lazy (γ = 0.5: the unobserved entries barely move, less so as w grows) to "
+        "active (γ = 3, σ²w ≤ 4e-4: rank 2, A* recovered) transition."
     ),
     config_cls=Config,
     presets=PRESETS,

@@ -134,15 +134,17 @@ def _s2s_gamma(results: Sequence[Result]):
     fig, axes = new_figure(1, 2, width=4.4, height=3.6)
     for res in results:
         runs = res.summary.gamma_runs
+        gmax = max(r.gamma for r in runs)
         for gamma in sorted({r.gamma for r in runs}):
             rows = sorted((r for r in runs if r.gamma == gamma), key=lambda r: r.width)
             w = [r.width for r in rows]
-            color = "tab:red" if gamma < 1 else "tab:blue"
-            label = f"γ = {gamma:g} ({'lazy' if gamma < 1 else 'active'})"
+            color = "tab:red" if gamma < 1 else "tab:blue" if gamma == gmax else "tab:cyan"
+            kind = "lazy" if gamma < 1 else "active" if gamma == gmax else "not tested"
+            label = f"γ = {gamma:g} ({kind})"
             first = res is results[0]
             axes[0].plot(
-                w,
-                [r.final_rank for r in rows],
+                w,  # lazy: s_i > 1e-2·s_1 (S2S-4); γ > 1: Rank_ε (S2S-5)
+                [r.final_rank if gamma < 1 else r.final_rank_eps for r in rows],
                 "o-",
                 color=color,
                 label=label if first else None,
@@ -170,7 +172,7 @@ def _s2s_gamma(results: Sequence[Result]):
         )
     axes[0].set_ylim(0, d + 1)
     axes[1].set_ylim(0, None)
-    axes[0].set_ylabel("final rank (s_i > 1e-2·s_1)")
+    axes[0].set_ylabel("final rank (γ < 1: s_i > 1e-2·s_1; γ > 1: Rank_ε)")
     axes[1].set_ylabel("RMSE on unobserved entries")
     widths = sorted({r.width for r in results[0].summary.gamma_runs})
     for ax in axes:
