@@ -188,8 +188,15 @@ def test_divergent_eta_is_halved_and_recorded():
     assert np.isfinite(out[1]["test"]).all()
 
 
-_TARGET = TargetInfo(d=100, stable_rank=3.0, op_norm=5.0, singular_values=(5.0,),
-                     observed_singular_values=(6.0,))  # fmt: skip
+# s_K(A*) = 36 (criterion 2 counts σ²w < 36/2.66 = 13.5 as active), s_{K+1}(Y)/s_K(Y) = 19/38
+# (criterion 4: b = 0.5, active for σ²w < 19/2.66 = 7.1)
+_TARGET = TargetInfo(
+    d=100,
+    stable_rank=3.0,
+    op_norm=50.0,
+    singular_values=(50.0, 45.0, 42.0, 40.0, 36.0, 0.0),
+    observed_singular_values=(58.0, 47.0, 44.0, 41.0, 38.0, 19.0, 18.5, 18.0),
+)
 
 
 def _fake(points, fast=None, srank=3.0) -> Result:
@@ -200,6 +207,7 @@ def _fake(points, fast=None, srank=3.0) -> Result:
             rank=5,
             margin=0.15,
             gd_update="sequential",
+            twin_update="simultaneous",
             gd_impl="gram",
             grid=tuple(points),
             grid_target=_TARGET,
@@ -211,6 +219,7 @@ def _fake(points, fast=None, srank=3.0) -> Result:
 
 
 def _pt(gs, gw, **kw) -> PointResult:
+    sigma2, w = 100.0**gs, int(100.0**gw)
     base = {
         "gamma_sigma2": gs,
         "gamma_w": gw,
@@ -227,16 +236,18 @@ def _pt(gs, gw, **kw) -> PointResult:
         "t90_next": 30,
         "d": 100,
         "iter_of_min": 8,
+        "twin_max_gap": 0.005,
     }
-    rest = dict(sigma2=100.0**gs, w=int(100.0**gw), eta=0.01, sigma2_w=1.0, eta_used=0.01,
+    rest = dict(sigma2=sigma2, w=w, eta=0.01, sigma2_w=sigma2 * w, eta_used=0.01,
                 eta_halvings=0, n_iters=300, stop_iter=300, init_test_error=1.0,
                 global_min_test_error=0.3, final_test_error=0.5, rank_at_min=5,
-                max_gap_to_stop=0.05)  # fmt: skip
+                max_gap_to_stop=0.05, width_fluctuation=math.sqrt(100 / w),
+                twin_iter_of_max_gap=3, twin_diverged=False)  # fmt: skip
     return PointResult(**(rest | base | kw))
 
 
 def test_claims_on_synthetic_summaries():
-    active = _pt(-2.0, 2.0)
+    active = _pt(-2.0, 2.0)  # σ²w = 1, w = 10⁴: √(d/w) = 0.1
     lazy = _pt(-1.4, 2.7, min_test_error=0.9, stable_rank_at_min=6.0)
     assert claims.active_beats_lazy(_fake([active, lazy])).verdict == "pass"
     assert claims.active_beats_lazy(_fake([active])).verdict == "inconclusive"
@@ -245,16 +256,57 @@ def test_claims_on_synthetic_summaries():
     assert claims.stable_rank_by_region(_fake([active, lazy])).verdict == "pass"
     low = _pt(-1.4, 2.7, stable_rank_at_min=4.0)
     assert claims.stable_rank_by_region(_fake([active, low])).verdict == "fail"
-    gap = _pt(-2.0, 2.0, max_gap=0.2)
+    high = _pt(-1.9, 2.8, stable_rank_at_min=4.5)  # σ²w = 100^0.9 = 63: in the band
+    assert claims.stable_rank_by_region(_fake([active, lazy, high])).verdict == "pass"
+    high_active = _pt(-1.5, 2.0, stable_rank_at_min=4.5)  # σ²w = 10 < 13.5: active
+    assert claims.stable_rank_by_region(_fake([high_active, lazy])).verdict == "fail"
+    # criterion 3 reads the simultaneous twin, against √(d/w)
+    assert claims.gd_matches_self_consistent(_fake([active])).verdict == "pass"
+    seq_far = _pt(-2.0, 2.0, max_gap=0.2)  # the sequential main run is not what MD-3 tests
+    assert claims.gd_matches_self_consistent(_fake([seq_far])).verdict == "pass"
+    gap = _pt(-2.0, 2.0, twin_max_gap=0.11)  # 0.11 > √(100/10⁴) = 0.1
     assert claims.gd_matches_self_consistent(_fake([gap])).verdict == "fail"
-    slow = _pt(-2.0, 2.0, t90_topk=20, t90_next=30)
-    assert claims.topk_converges_first(_fake([active])).verdict == "pass"
-    assert claims.topk_converges_first(_fake([slow])).verdict == "fail"
+    wide = _pt(-2.0, 1.5, twin_max_gap=0.11)  # w = 1000: √(d/w) = 0.32
+    assert claims.gd_matches_self_consistent(_fake([wide])).verdict == "pass"
+    twin_div = _pt(-2.0, 2.0, twin_diverged=True)
+    assert claims.gd_matches_self_consistent(_fake([twin_div])).verdict == "fail"
+    # criterion 4: speed-up fraction (1 − r)/(1 − b), b = 19/38 = 0.5
+    assert claims.topk_converges_first(_fake([active])).verdict == "pass"  # r = 1/3
+    slow = _pt(-2.0, 2.0, t90_topk=20, t90_next=30)  # r = 2/3: fraction 0.67 ≥ 0.64
+    assert claims.topk_converges_first(_fake([slow])).verdict == "pass"
+    slower = _pt(-2.0, 2.0, t90_topk=21, t90_next=30)  # r = 0.7: fraction 0.6 < 0.64
+    assert claims.topk_converges_first(_fake([slower])).verdict == "fail"
+    band = _pt(-1.5, 2.0, t90_topk=29, t90_next=30)  # σ²w = 10 > 7.1: not an active run
+    check4 = claims.topk_converges_first(_fake([active, band]))
+    assert check4.verdict == "pass" and check4.measured["n_runs"] == 1
+    assert claims.topk_converges_first(_fake([band])).verdict == "inconclusive"
     fast = _pt(-1.85, 2.25, min_test_error=0.3, stable_rank_at_min=3.0)
+    assert claims.topk_converges_first(_fake([band], fast)).measured["n_runs"] == 1
     assert claims.fast_check(_fake([], fast)).verdict == "pass"
     assert claims.fast_check(_fake([], dataclasses.replace(fast, d=40))).verdict == "inconclusive"
     low_rank = dataclasses.replace(fast, stable_rank_at_min=2.4)
     assert claims.fast_check(_fake([], low_rank)).verdict == "fail"
+
+
+def test_topk_bound_is_the_ratio_of_the_scalar_active_flow():
+    """The limit b = s_{K+1}/s_K of criterion 4 against an independent integration of the
+    per-direction flow ṡ = −2√(s² + c²)(s − s*) (paper eq. (1) on one singular value): as
+    c = σ²w → 0 the t90 ratio of two directions with s* = 38 and 19 tends to (slightly above)
+    19/38, and it rises towards 1 as c grows past the smaller s* (the mixed regime)."""
+
+    def t90(s_star, c, s0=1e-3, dt=1e-4):
+        s, t = s0, 0.0
+        while s < 0.9 * s_star:
+            s += -2 * math.sqrt(s * s + c * c) * (s - s_star) * dt
+            t += dt
+        return t
+
+    bound = claims._topk_bound(_TARGET, 5)
+    assert bound == pytest.approx(0.5)
+    active = t90(38.0, 0.0) / t90(19.0, 0.0)
+    assert bound < active < bound * 1.1
+    mixed = t90(38.0, 19.0) / t90(19.0, 19.0)
+    assert mixed > active + 0.1
 
 
 def test_config_validation():
@@ -269,5 +321,94 @@ def test_only_criterion_1_sets_aside_points_near_the_line():
     near = _pt(-1.0, 1.9, stable_rank_at_min=5.0, t90_topk=25, t90_next=30)  # 0.07 from the line
     assert near.region == "active" and abs(near.line_distance) < 0.15
     assert claims.active_beats_lazy(_fake([active, lazy, near])).measured["n_active"] == 1
-    assert claims.stable_rank_by_region(_fake([active, lazy, near])).verdict == "fail"
-    assert claims.topk_converges_first(_fake([active, near])).verdict == "fail"
+    # criteria 2 and 4 use the effective lines instead (σ²w = 63 is above both cuts)
+    check2 = claims.stable_rank_by_region(_fake([active, lazy, near]))
+    assert check2.verdict == "pass" and check2.measured["n_band"] == 1
+    assert claims.topk_converges_first(_fake([active, near])).measured["n_runs"] == 1
+
+
+def test_effective_cuts_follow_the_margin():
+    """Active for criterion 2 iff σ²w < s_K(A*)·d^(−√2·0.15) (= s_K/2.66 at d = 100); for
+    criterion 4 iff σ²w < s_{K+1}(Y)·d^(−√2·0.15)."""
+    s = _fake([]).summary
+    assert 100 ** (math.sqrt(2) * 0.15) == pytest.approx(2.6562, rel=1e-4)
+    assert claims._rank_cut(s) == pytest.approx(36.0 / 2.6562, rel=1e-4)
+    assert claims._topk_cut(s, s.grid_target, 100) == pytest.approx(19.0 / 2.6562, rel=1e-4)
+
+
+@pytest.mark.parametrize("cls", ["gram", "factors"])
+def test_per_member_update_orders_match_single_order_runs(cls):
+    """One batch with a sequential and a simultaneous member equals the two single-order runs
+    (float64), for GramGD and FactorGD."""
+    g = torch.Generator().manual_seed(5)
+    d, w, n = 3, 9, 12
+    w1 = 0.4 * torch.randn(w, d, generator=g, **F64)
+    w2 = 0.4 * torch.randn(d, w, generator=g, **F64)
+    y = torch.randn(d, d, generator=g, **F64)
+
+    def make(e):
+        if cls == "gram":
+            stats = (w2 @ w1, w2 @ w2.T, w1.T @ w1)
+            return GramState(*(x[None].expand(e, d, d).clone() for x in stats))
+        return FactorState(w1[None].expand(e, w, d).clone(), w2[None].expand(e, d, w).clone())
+
+    def opt(update, e):
+        eta = torch.full((e, 1, 1), 0.04, **F64)
+        if cls == "gram":
+            return lambda p: GramGD(p, eta=eta, update=update)
+        return lambda p: FactorGD(p, y=y, eta=eta, update=update)
+
+    both = make(2)
+    train(both, _half_sse(y), optimizer=opt(("sequential", "simultaneous"), 2), steps=n)
+    for i, update in enumerate(("sequential", "simultaneous")):
+        one = make(1)
+        train(one, _half_sse(y), optimizer=opt(update, 1), steps=n)
+        for x, x1 in zip(both.parameters(), one.parameters()):
+            torch.testing.assert_close(x.detach()[i], x1.detach()[0], rtol=1e-12, atol=1e-14)
+    a = both.product().detach()
+    assert (a[0] - a[1]).abs().max() > 1e-6  # the two orders differ
+    with pytest.raises(ValueError, match="one update order per member"):  # 3 names, 2 members
+        train(make(2), _half_sse(y), optimizer=opt(("sequential",) * 3, 2), steps=1)
+
+
+def test_twin_gap_equals_a_simultaneous_run_and_leaves_the_main_run_alone():
+    """The simultaneous twin's gap is the gap of a separate simultaneous run from the same init,
+    and adding the twin does not change the sequential run's trajectories."""
+    prob = make_problem(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pts = [Point.make(gs, 1.8, 8, prob.target_op, 5.0) for gs in (-1.5, -1.1)]
+
+    def sim(**kw):
+        st = SimSettings(n_iters=30, **kw)
+        return simulate(pts, prob, st, rng=np.random.default_rng(2), generator=torch.Generator())
+
+    twin = sim(gd_update="sequential", twin_update="simultaneous")
+    seq = sim(gd_update="sequential")
+    simul = sim(gd_update="simultaneous")
+    for t, s1, s2 in zip(twin, seq, simul):
+        for key in ("test", "gap", "sv"):
+            np.testing.assert_allclose(t[key], s1[key], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(t["twin_gap"], s2["gap"], rtol=1e-10, atol=1e-14)
+        np.testing.assert_array_equal(s1["twin_gap"], s1["gap"])  # no twin: the main gap
+        assert not t["twin_diverged"]
+        assert np.abs(t["twin_gap"] - t["gap"]).max() > 1e-8
+
+
+def test_run_honours_the_context_device(monkeypatch):
+    """The problem (and so every state and the SC iterate) is made on ctx.device."""
+    import rankscope.experiments.linear.mixed_dynamics as md
+
+    seen = []
+
+    def spy(*args, **kw):
+        prob = make_problem(*args, **kw)
+        seen.append((kw.get("device"), prob.target.device, prob.observed.device))
+        return prob
+
+    monkeypatch.setattr(md, "make_problem", spy)
+    cfg = Config(d=8, rank=2, gamma_sigma2=(-1.5,), gamma_w=(1.8,), n_iters=3,
+                 fast=FastConfig(d=8, n_iters=3))  # fmt: skip
+    dev = torch.device("cpu")
+    result = EXPERIMENT.run(cfg, RunContext(seed=0, device=dev))
+    assert [x[0] for x in seen] == [dev, dev]
+    assert all(t == dev and o == dev for _, t, o in seen)
+    assert result.summary.twin_update == "simultaneous"

@@ -8,7 +8,9 @@ trains those (:class:`rankscope.models.gram.GramState`) through
 the factors written in them. :class:`FactorGD` is the same update on explicit factors
 (small w; the reference the Gram form is tested against). Both take the notebooks' update
 order: ``sequential`` (W₁ first, then W₂ with the new W₁ and the same G = A − Y) or
-``simultaneous`` (textbook GD). η is one value per member (E, 1, 1).
+``simultaneous`` (textbook GD), one order for every member or one per member (a sequence of
+E names: ``mixed-dynamics`` runs a simultaneous twin of each sequential member for its GD–SC
+comparison). η is one value per member (E, 1, 1).
 
 The engine computes the objective ½‖A − Y‖² per member, its gradient G = A − Y by autograd
 (zero for frozen members, which therefore do not move), divergence and the callbacks; the
@@ -24,10 +26,43 @@ __all__ = ["UPDATES", "FactorGD", "GramGD"]
 UPDATES = ("sequential", "simultaneous")
 
 
-def _check_update(update: str) -> str:
-    if update not in UPDATES:
-        raise ValueError(f"update must be 'sequential' or 'simultaneous', got {update!r}")
-    return update
+def _check_update(update) -> str | tuple[str, ...]:
+    """``update`` as one name, or as a tuple of per-member names (each checked)."""
+    names = (update,) if isinstance(update, str) else tuple(update)
+    bad = [u for u in names if u not in UPDATES]
+    if bad or not names:
+        raise ValueError(
+            f"update must be 'sequential' or 'simultaneous' (or one per member), got {update!r}"
+        )
+    return update if isinstance(update, str) else names
+
+
+def _groups(update, size: int):
+    """[(member index or None for all, name)]: one group per update order present."""
+    if isinstance(update, str):
+        return [(None, update)]
+    if len(update) != size:
+        raise ValueError(f"one update order per member: got {len(update)} for {size} members")
+    return [
+        (torch.tensor([i for i, u in enumerate(update) if u == name]), name)
+        for name in UPDATES
+        if name in update
+    ]
+
+
+def _gram_step(a, p, q, g, eta, update: str):
+    """(A', P', Q') of one GD step of the factors written in (A, P, Q) (see GramGD)."""
+    gt = g.mT
+    q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
+    if update == "sequential":
+        a1 = a - eta * (p @ g)
+        return a1 - eta * (g @ q1), p - eta * (g @ a1.mT + a1 @ gt) + eta**2 * (g @ q1 @ gt), q1
+    a2 = a - eta * (p @ g + g @ q) + eta**2 * (g @ a.mT @ g)
+    return a2, p - eta * (g @ a.mT + a @ gt) + eta**2 * (g @ q @ gt), q1
+
+
+def _pick(x, idx):
+    return x if idx is None or x.shape[0] == 1 else x[idx]
 
 
 class GramGD(torch.optim.Optimizer):
@@ -39,7 +74,7 @@ class GramGD(torch.optim.Optimizer):
     P' = P − η(GAᵀ + AGᵀ) + η²GQGᵀ, Q' as above. [derived; exact]
     """
 
-    def __init__(self, params, *, eta: torch.Tensor, update: str = "sequential") -> None:
+    def __init__(self, params, *, eta: torch.Tensor, update="sequential") -> None:
         params = list(params)
         if len(params) != 3:
             raise ValueError(f"GramGD trains (A, P, Q): 3 parameters, got {len(params)}")
@@ -49,27 +84,22 @@ class GramGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None) -> None:
         a, p, q = self.param_groups[0]["params"]
-        g, eta = a.grad, self.eta
-        gt = g.mT
-        if self.update == "sequential":
-            a1 = a - eta * (p @ g)
-            q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
-            a2 = a1 - eta * (g @ q1)
-            p1 = p - eta * (g @ a1.mT + a1 @ gt) + eta**2 * (g @ q1 @ gt)
-        else:
-            a2 = a - eta * (p @ g + g @ q) + eta**2 * (g @ a.mT @ g)
-            p1 = p - eta * (g @ a.mT + a @ gt) + eta**2 * (g @ q @ gt)
-            q1 = q - eta * (a.mT @ g + gt @ a) + eta**2 * (gt @ p @ g)
-        a.copy_(a2)
-        p.copy_(p1)
-        q.copy_(q1)
+        for idx, update in _groups(self.update, a.shape[0]):
+            if idx is not None:
+                idx = idx.to(a.device)
+            new = _gram_step(*(_pick(x, idx) for x in (a, p, q, a.grad, self.eta)), update)
+            for x, x1 in zip((a, p, q), new):
+                if idx is None:
+                    x.copy_(x1)
+                else:
+                    x.index_copy_(0, idx, x1)
 
 
 class FactorGD(torch.optim.Optimizer):
     """The same GD on explicit factors (W₁, W₂), with G = W₂W₁ − Y computed once per step from
     ``y`` (the sequential order reuses it for W₂, as the notebook does)."""
 
-    def __init__(self, params, *, y: torch.Tensor, eta: torch.Tensor, update: str = "sequential"):
+    def __init__(self, params, *, y: torch.Tensor, eta: torch.Tensor, update="sequential"):
         params = list(params)
         if len(params) != 2:
             raise ValueError(f"FactorGD trains (W₁, W₂): 2 parameters, got {len(params)}")
@@ -81,6 +111,13 @@ class FactorGD(torch.optim.Optimizer):
         w1, w2 = self.param_groups[0]["params"]
         g = w2 @ w1 - self.y
         w1_new = w1 - self.eta * (w2.mT @ g)
-        w2_new = w2 - self.eta * (g @ (w1_new if self.update == "sequential" else w1).mT)
+        for idx, update in _groups(self.update, w1.shape[0]):
+            if idx is not None:
+                idx = idx.to(w1.device)
+            w1_used = _pick(w1_new if update == "sequential" else w1, idx)
+            w2_new = _pick(w2, idx) - _pick(self.eta, idx) * (_pick(g, idx) @ w1_used.mT)
+            if idx is None:
+                w2.copy_(w2_new)
+            else:
+                w2.index_copy_(0, idx, w2_new)
         w1.copy_(w1_new)
-        w2.copy_(w2_new)

@@ -43,7 +43,7 @@ class Problem:
     target_op: float
 
     def describe(self) -> dict:
-        s = singular_values(self.target)
+        s = singular_values(self.target.cpu())
         k = int((s > s[0] * 1e-6).sum())
         return {
             "d": int(self.target.shape[0]),
@@ -51,17 +51,22 @@ class Problem:
             "op_norm": float(s[0]),
             "singular_values": tuple(float(x) for x in s[: k + 1]),
             "observed_singular_values": tuple(
-                float(x) for x in singular_values(self.observed)[: k + 3]
+                float(x) for x in singular_values(self.observed.cpu())[: k + 3]
             ),
         }
 
 
-def make_problem(d: int, k: int, *, generator: torch.Generator, dtype: torch.dtype) -> Problem:
+def make_problem(
+    d: int, k: int, *, generator: torch.Generator, dtype: torch.dtype, device=None
+) -> Problem:
+    """Drawn on the CPU from ``generator`` (the same problem on every device), then moved to
+    ``device`` (None: the CPU) in ``dtype``."""
     cd = k**-0.25 * torch.randn(2, d, k, generator=generator, dtype=torch.float64)
     target = cd[0] @ cd[1].T  # (d, d), rank k
     noise = torch.randn(d, d, generator=generator, dtype=torch.float64)
     op = float(torch.linalg.matrix_norm(target, ord=2))
-    return Problem(target.to(dtype), (target + noise).to(dtype), op)
+    to = {"dtype": dtype, "device": device}
+    return Problem(target.to(**to), (target + noise).to(**to), op)
 
 
 @dataclass(frozen=True)
@@ -184,24 +189,35 @@ def first_crossing(traj: np.ndarray, fraction: float) -> np.ndarray:
 @dataclass(frozen=True)
 class SimSettings:
     """How :func:`simulate` runs: ``n_iters`` GD/SC steps, the GD implementation and update
-    order, how many top singular values to keep, η halvings on divergence, batch size."""
+    order, how many top singular values to keep, η halvings on divergence, batch size.
+
+    ``twin_update``: when set and different from ``gd_update``, every point also runs a twin GD
+    from the same init with that update order (same η), whose only output is its gap to the
+    self-consistent dynamics (``twin_gap``); None: no twin (``twin_gap`` is the main gap)."""
 
     n_iters: int
     gd_impl: str = "gram"
     gd_update: str = "sequential"
+    twin_update: str | None = None
     n_keep: int = 12
     max_eta_halvings: int = 3
     batch_points: int = 36
     max_wd: float = 2e7
 
 
+def _has_twin(st: SimSettings) -> bool:
+    return st.twin_update is not None and st.twin_update != st.gd_update
+
+
 def _init_states(points, problem, st: SimSettings, rng, generator):
-    d, dtype = problem.target.shape[0], problem.target.dtype
+    """Initial GD states, drawn on the CPU (numpy ``rng`` / torch ``generator``), then moved to
+    the problem's device."""
+    d, dtype, dev = problem.target.shape[0], problem.target.dtype, problem.target.device
     states = []
     for pt in points:
         if st.gd_impl == "gram":
             init = sample_gram_init(d, pt.w, pt.sigma2, rng)
-            states.append(tuple(torch.from_numpy(x).to(dtype) for x in init))
+            states.append(tuple(torch.from_numpy(x).to(dtype=dtype, device=dev) for x in init))
         elif st.gd_impl == "factors":
             if pt.w * d > st.max_wd:
                 raise ValueError(
@@ -211,27 +227,38 @@ def _init_states(points, problem, st: SimSettings, rng, generator):
             s = math.sqrt(pt.sigma2)
             w1 = s * torch.randn(pt.w, d, generator=generator, dtype=torch.float64)
             w2 = s * torch.randn(d, pt.w, generator=generator, dtype=torch.float64)
-            states.append((w1.to(dtype), w2.to(dtype)))
+            states.append((w1.to(dtype=dtype, device=dev), w2.to(dtype=dtype, device=dev)))
         else:
             raise ValueError(f"gd_impl must be 'gram' or 'factors', got {st.gd_impl!r}")
     return states
 
 
 def _state(states, st: SimSettings, y: torch.Tensor, eta: torch.Tensor):
-    """The stacked GD state of a batch of points and its optimizer factory for the engine."""
+    """The stacked GD state of a batch of points and its optimizer factory for the engine; with
+    a twin (:func:`_has_twin`) the n points are followed by their n twins (same init and η)."""
+    update = st.gd_update
+    if _has_twin(st):
+        states, eta = list(states) * 2, torch.cat([eta, eta])
+        update = (st.gd_update,) * (len(states) // 2) + (st.twin_update,) * (len(states) // 2)
     if st.gd_impl == "gram":
         model = GramState(*(torch.stack([s[i] for s in states]) for i in range(3)))
-        return model, lambda params: GramGD(params, eta=eta, update=st.gd_update)
+        return model, lambda params: GramGD(params, eta=eta, update=update)
     if len({s[0].shape for s in states}) != 1:
         raise ValueError("gd_impl='factors' batches points of one width only")
     model = FactorState(torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states]))
-    return model, lambda params: FactorGD(params, y=y, eta=eta, update=st.gd_update)
+    return model, lambda params: FactorGD(params, y=y, eta=eta, update=update)
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
 
 
 class _Trajectories:
     """Engine callback at every iteration: the GD metrics of the batch, then one Euler step of
     the self-consistent dynamics B (side by side with GD). A member whose iterate leaves the
-    float range is zeroed (GD state and B) and marked diverged, so the batch stays finite."""
+    float range is zeroed (GD state and B) and marked diverged, so the batch stays finite.
+    With a twin (the last n members of the model) only its gap to B is recorded (``twin_gap``);
+    a twin is diverged when it, or its point, is."""
 
     def __init__(self, points, problem, st: SimSettings, eta, b) -> None:
         d, dt = problem.target.shape[0], problem.observed.dtype
@@ -242,55 +269,68 @@ class _Trajectories:
             eta,
             b,
         )
-        self.c = torch.tensor([p.sigma2_w for p in points], dtype=dt).view(-1, 1, 1)
-        n, self.d, self.dt = len(points), d, dt
+        dev = problem.observed.device
+        self.c = torch.tensor([p.sigma2_w for p in points], dtype=dt, device=dev).view(-1, 1, 1)
+        n, self.d, self.dt, self.twin = len(points), d, dt, _has_twin(st)
+        self.n = n
         self.y_norm = float(torch.linalg.matrix_norm(self.y))
-        names = ("train", "test", "sc_test", "gap", "gap_y", "srank", "rank")
+        names = ("train", "test", "sc_test", "gap", "gap_y", "twin_gap", "srank", "rank")
         self.out = {k: np.zeros((n, self.t_max + 1)) for k in names}
         self.keep = min(st.n_keep, d)
         self.out["sv"] = np.zeros((n, self.t_max + 1, self.keep))
         self.out["sc_sv"] = np.zeros((n, self.t_max + 1, self.keep))
         self.diverged = np.zeros(n, dtype=bool)
+        self.twin_diverged = np.zeros(n, dtype=bool)
         self.big = math.sqrt(torch.finfo(dt).max) / (4 * d)  # beyond it BBᵀ overflows
 
     @torch.no_grad()
     def __call__(self, state) -> None:
         t, model, out, norm = state.step, state.model, self.out, torch.linalg.matrix_norm
-        a, b = model.product(), self.b
-        ok = (a.abs().flatten(1).amax(1) < self.big) & (b.abs().flatten(1).amax(1) < self.big)
-        ok &= state.active.to(ok.device)  # NaN compares False; a frozen member is diverged too
-        self.diverged |= ~ok.numpy()
-        if not ok.all():
+        a_all, b, n = model.product(), self.b, self.n
+        finite = (a_all.abs().flatten(1).amax(1) < self.big) & state.active.to(a_all.device)
+        ok = finite[:n] & (b.abs().flatten(1).amax(1) < self.big)  # NaN compares False
+        ok_all = torch.cat([ok, finite[n:] & ok]) if self.twin else ok  # a frozen member too
+        self.diverged |= ~_np(ok)
+        if self.twin:
+            self.twin_diverged |= ~_np(ok_all[n:])
+        if not ok_all.all():
             for prm in model.parameters():  # .data: the step's graph is already built
-                prm.data.masked_fill_(~ok.view(-1, 1, 1), 0.0)
-            a, b = model.product(), b.masked_fill(~ok.view(-1, 1, 1), 0.0)
+                prm.data.masked_fill_(~ok_all.view(-1, 1, 1), 0.0)
+            a_all, b = model.product(), b.masked_fill(~ok.view(-1, 1, 1), 0.0)
+        a, tiny = a_all[:n], torch.finfo(self.dt).tiny
         s = gram_spectrum(a)  # (n, d)
         d2 = self.d**2
-        out["train"][:, t] = (norm(a - self.y) ** 2 / d2).numpy()
-        out["test"][:, t] = (norm(a - self.target) ** 2 / d2).numpy()
-        out["sc_test"][:, t] = (norm(b - self.target) ** 2 / d2).numpy()
+        out["train"][:, t] = _np(norm(a - self.y) ** 2 / d2)
+        out["test"][:, t] = _np(norm(a - self.target) ** 2 / d2)
+        out["sc_test"][:, t] = _np(norm(b - self.target) ** 2 / d2)
         gap = norm(a - b)
-        out["gap"][:, t] = (gap / norm(a).clamp_min(torch.finfo(self.dt).tiny)).numpy()
-        out["gap_y"][:, t] = (gap / self.y_norm).numpy()
-        out["srank"][:, t] = stable_rank(s).numpy()
-        out["rank"][:, t] = numerical_rank(s, "mixed_dynamics").numpy()
-        out["sv"][:, t] = s[:, : self.keep].numpy()
+        out["gap"][:, t] = _np(gap / norm(a).clamp_min(tiny))
+        out["gap_y"][:, t] = _np(gap / self.y_norm)
+        if self.twin:
+            a_tw = a_all[n:]
+            out["twin_gap"][:, t] = _np(norm(a_tw - b) / norm(a_tw).clamp_min(tiny))
+        else:
+            out["twin_gap"][:, t] = out["gap"][:, t]
+        out["srank"][:, t] = _np(stable_rank(s))
+        out["rank"][:, t] = _np(numerical_rank(s, "mixed_dynamics"))
+        out["sv"][:, t] = _np(s[:, : self.keep])
         if t < self.t_max:
             b, s_b = sc_step(b, self.y, self.eta, self.c)
-            out["sc_sv"][:, t] = s_b[:, : self.keep].numpy()
+            out["sc_sv"][:, t] = _np(s_b[:, : self.keep])
         else:
-            out["sc_sv"][:, t] = gram_spectrum(b)[:, : self.keep].numpy()
+            out["sc_sv"][:, t] = _np(gram_spectrum(b)[:, : self.keep])
         self.b = b
 
 
 def _run_batch(states, points, problem, st: SimSettings, eta_scale):
     """GD (through the engine) and SC side by side for ``st.n_iters`` steps; per-point numpy
     trajectories."""
-    dt = problem.observed.dtype
-    eta = torch.tensor([p.eta * s for p, s in zip(points, eta_scale)], dtype=dt).view(-1, 1, 1)
+    dt, dev = problem.observed.dtype, problem.observed.device
+    eta = [p.eta * s for p, s in zip(points, eta_scale)]
+    eta = torch.tensor(eta, dtype=dt, device=dev).view(-1, 1, 1)
     model, optimizer = _state(states, st, problem.observed, eta)
     with torch.no_grad():
-        b = model.product().clone()
+        b = model.product()[: len(points)].clone()
     traj = _Trajectories(points, problem, st, eta, b)
     y = problem.observed
 
@@ -301,7 +341,9 @@ def _run_batch(states, points, problem, st: SimSettings, eta_scale):
           on_diverge="stop")  # fmt: skip
     out, n = traj.out, len(points)
     return [
-        {k: v[i] for k, v in out.items()} | {"diverged": bool(traj.diverged[i])} for i in range(n)
+        {k: v[i] for k, v in out.items()}
+        | {"diverged": bool(traj.diverged[i]), "twin_diverged": bool(traj.twin_diverged[i])}
+        for i in range(n)
     ]
 
 
@@ -312,8 +354,10 @@ def simulate(
 
     Returns one dict per point of numpy trajectories (index = iteration 0..n_iters): ``train``,
     ``test``, ``sc_test``, ``gap`` (‖A_GD − A_SC‖_F/‖A_GD‖_F), ``gap_y`` (÷‖Y‖_F), ``srank``,
-    ``rank`` (s_i > s₁/5), ``sv``/``sc_sv`` (top singular values), plus ``eta``,
-    ``eta_halvings`` and ``diverged`` (still diverged after the last halving).
+    ``rank`` (s_i > s₁/5), ``sv``/``sc_sv`` (top singular values), ``twin_gap`` (the twin's
+    gap, see :class:`SimSettings`), plus ``eta``, ``eta_halvings``, ``diverged`` (still
+    diverged after the last halving) and ``twin_diverged``. A point whose run or twin diverged
+    is rerun at half the η. Everything runs on the problem's device (:func:`make_problem`).
     """
     states = _init_states(points, problem, st, rng, generator)
     scale = np.ones(len(points))
@@ -328,7 +372,7 @@ def simulate(
             )
             for i, tr in zip(idx, trajs):
                 results[i] = tr | {"eta": points[i].eta * scale[i], "eta_halvings": halving}
-        todo = [i for i in todo if results[i]["diverged"]]
+        todo = [i for i in todo if results[i]["diverged"] or results[i]["twin_diverged"]]
         if not todo:
             break
         scale[todo] /= 2
