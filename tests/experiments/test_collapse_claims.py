@@ -180,6 +180,7 @@ def _grid(rank_fn, acc_fn=lambda b, mu, wd: 0.97, seed=0, lr_used=lambda b, mu, 
                         decay=10.0 if wd > 0 else 0.0,
                         tag=f"B={b},lr={mu},wd={wd}",
                         rank={"W1": rank_fn(b, mu, wd)},
+                        stable_rank={"W1": rank_fn(b, mu, wd) / 10},
                         full_rank={"W1": 100},
                         test_acc=acc_fn(b, mu, wd),
                     )
@@ -233,6 +234,7 @@ def test_galanti_sign_tests_pass_fail_ties_and_too_few_pairs():
     c = galanti_claims.rank_vs_batch(by_batch)
     assert c.verdict == "pass" and c.measured["counts"]["W1"]["predicted"] == 24
     assert c.measured["p_value"]["W1"] == pytest.approx(2.0**-24)
+    assert c.measured["stable_rank_lower_where_predicted"]["W1"] == 24
     for fn in (galanti_claims.rank_vs_lr, galanti_claims.rank_vs_wd):  # all tied: fail
         tied = fn(by_batch)
         assert tied.verdict == "fail" and tied.measured["counts"]["W1"]["tied"] == 18
@@ -254,6 +256,7 @@ def test_galanti_sign_tests_pass_fail_ties_and_too_few_pairs():
         assert c.measured["p_value"]["W1"] == pytest.approx(
             binomtest(k, 18, 0.5, alternative="greater").pvalue
         )
+        assert c.measured["p_value_ties_dropped"]["W1"] == pytest.approx(2.0**-k)
     # one seed of the λ test: 6 pairs, so 6/6 gives p = 1/64; two pairs cannot reach α
     assert galanti_claims.rank_vs_wd(by_decay[:1]).verdict == "pass"
     few = [

@@ -10,7 +10,8 @@ correlated under exchangeability, which makes the binomial tail conservative too
 passes when p < α = 0.05 in every hidden layer; with too few pairs to reach α even at n/n
 the claim is inconclusive. The learning rate of a pair is the one each run ended with
 (halved after a divergence, docs/results.md pitfall); a pair whose runs ended at the same μ
-is left out.
+is left out. Reported, not used: the classic sign test that drops the ties, the stable-rank
+direction of the same pairs, and Spearman's ρ pooled over the λ > 0 runs.
 
 GAL-noWD and GAL-acc are per-seed checks; each ``invert_*`` returns a copy of a summary
 perturbed the wrong way (the check then fails).
@@ -115,12 +116,14 @@ def _sign_test(results: Sequence[Result], knob: str) -> Check:
     pairs, same_lr = matched_pairs(results, knob)
     n = len(pairs)
     need = math.ceil(math.log2(1 / ALPHA))  # n/n successes give p = 2^−n < α only from here
-    counts, p = {}, {}
+    counts, p, p_untied, srank = {}, {}, {}, {}
     for layer in layers:
         lower = sum(lo.rank[layer] < hi.rank[layer] for _, lo, hi in pairs)
         tied = sum(lo.rank[layer] == hi.rank[layer] for _, lo, hi in pairs)
         counts[layer] = {"predicted": lower, "tied": tied, "opposite": n - lower - tied}
         p[layer] = sign_test_p(lower, n) if n else math.nan
+        p_untied[layer] = sign_test_p(lower, n - tied) if n - tied else math.nan
+        srank[layer] = sum(lo.stable_rank[layer] < hi.stable_rank[layer] for _, lo, hi in pairs)
     rank_pairs = {
         _pair_tag(seed, lo, hi, knob): [[lo.rank[x] for x in layers], [hi.rank[x] for x in layers]]
         for seed, lo, hi in pairs
@@ -142,6 +145,9 @@ def _sign_test(results: Sequence[Result], knob: str) -> Check:
         "counts": counts,
         "p_value": p,
         "pairs_left_out_same_lr": same_lr,
+        # reported, not used: the classic sign test that drops ties, and the stable rank
+        "p_value_ties_dropped": p_untied,
+        "stable_rank_lower_where_predicted": srank,
         "ranks_lower_vs_higher": rank_pairs,
         "spearman_over_runs_with_decay": rho,  # pooled over seeds; reported, not used
         "diverged": sum(not r.finished for res in results for r in res.summary.runs),
