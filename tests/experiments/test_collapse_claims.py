@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import binomtest, spearmanr
 
 from rankscope.experiments.collapse import feng_claims, galanti_claims, nrc_claims
 from rankscope.experiments.collapse.bounds import LayerBound
@@ -162,7 +162,7 @@ def test_spearman_matches_scipy_with_ties():
     assert math.isnan(galanti_claims.spearman([3, 3, 3], [1, 2, 3]))
 
 
-def _grid(rank_fn, acc_fn=lambda b, mu, wd: 0.97):
+def _grid(rank_fn, acc_fn=lambda b, mu, wd: 0.97, seed=0, lr_used=lambda b, mu, wd: mu):
     runs = []
     for b in (4, 32, 256):
         for mu in (0.05, 0.2):
@@ -171,45 +171,105 @@ def _grid(rank_fn, acc_fn=lambda b, mu, wd: 0.97):
                     GridRun(
                         batch_size=b,
                         lr=mu,
-                        lr_used=mu,
+                        lr_used=lr_used(b, mu, wd),
                         weight_decay=wd,
                         torch_weight_decay=2 * wd,
                         status="completed",
                         steps=1,
-                        epochs=1,
+                        epochs=1.0,
+                        decay=10.0 if wd > 0 else 0.0,
                         tag=f"B={b},lr={mu},wd={wd}",
                         rank={"W1": rank_fn(b, mu, wd)},
+                        stable_rank={"W1": rank_fn(b, mu, wd) / 10},
                         full_rank={"W1": 100},
                         test_acc=acc_fn(b, mu, wd),
                     )
                 )
     return Result(
+        seed=seed,
         summary=GalantiSummary(
             runs=runs, decay_convention="", rank_preset="galanti", layers=["W1"], data=""
-        )
+        ),
     )
 
 
-def test_galanti_correlations_pass_fail_and_flat():
-    by_batch = _grid(lambda b, mu, wd: int(np.log2(b)) * 10)  # ρ_B = 1, ρ_μ = ρ_λ = 0
-    assert galanti_claims.rank_vs_batch(by_batch).verdict == "pass"
-    assert galanti_claims.rank_vs_lr(by_batch).verdict == "fail"
-    assert galanti_claims.rank_vs_wd(by_batch).verdict == "fail"
-    by_decay = _grid(lambda b, mu, wd: 100 - int(1e4 * wd) - int(10 * mu))
+def _seeds(rank_fn, n=3, **kw):
+    return [_grid(rank_fn, seed=s, **kw) for s in range(n)]
+
+
+def test_sign_test_p_matches_scipy_binomtest():
+    for n in (0, 1, 5, 12, 18, 24):
+        for k in range(n + 1):
+            ref = binomtest(k, n, 0.5, alternative="greater").pvalue if n else 1.0
+            assert galanti_claims.sign_test_p(k, n) == pytest.approx(ref, rel=1e-12)
+    with pytest.raises(ValueError):
+        galanti_claims.sign_test_p(5, 4)
+    with pytest.raises(TypeError):
+        galanti_claims.sign_test_p(2.0, 4)
+
+
+def test_matched_pairs_differ_in_one_factor_and_leave_out_no_decay():
+    res = _seeds(lambda b, mu, wd: 50)
+    for knob, per_seed in (("batch_size", 8), ("lr", 6), ("weight_decay", 6)):
+        pairs, same = galanti_claims.matched_pairs(res, knob)
+        assert len(pairs) == 3 * per_seed and same == 0  # consecutive levels, λ > 0 only
+        for _, lo, hi in pairs:
+            assert lo.weight_decay > 0 and hi.weight_decay > 0
+            diff = [
+                k for k in ("batch_size", "lr", "weight_decay") if getattr(lo, k) != getattr(hi, k)
+            ]
+            assert diff == [knob]
+        if knob == "batch_size":
+            assert all(lo.batch_size < hi.batch_size for _, lo, hi in pairs)
+        else:
+            assert all(getattr(lo, knob) > getattr(hi, knob) for _, lo, hi in pairs)
+    # a halving that leaves both runs at the same μ: the pair is left out, not counted
+    halved = _seeds(lambda b, mu, wd: 50, lr_used=lambda b, mu, wd: 0.05 if b == 4 else mu)
+    pairs, same = galanti_claims.matched_pairs(halved, "lr")
+    assert len(pairs) == 3 * 4 and same == 3 * 2
+
+
+def test_galanti_sign_tests_pass_fail_ties_and_too_few_pairs():
+    by_batch = _seeds(lambda b, mu, wd: int(np.log2(b)) * 10)  # only B matters
+    c = galanti_claims.rank_vs_batch(by_batch)
+    assert c.verdict == "pass" and c.measured["counts"]["W1"]["predicted"] == 24
+    assert c.measured["p_value"]["W1"] == pytest.approx(2.0**-24)
+    assert c.measured["stable_rank_lower_where_predicted"]["W1"] == 24
+    for fn in (galanti_claims.rank_vs_lr, galanti_claims.rank_vs_wd):  # all tied: fail
+        tied = fn(by_batch)
+        assert tied.verdict == "fail" and tied.measured["counts"]["W1"]["tied"] == 18
+    by_decay = _seeds(lambda b, mu, wd: 100 - int(1e4 * wd) - int(10 * mu))
     assert galanti_claims.rank_vs_wd(by_decay).verdict == "pass"
-    assert galanti_claims.rank_vs_lr(by_decay).measured["spearman"]["W1"] == pytest.approx(
-        spearmanr(
-            [r.rank["W1"] for r in by_decay.summary.runs],
-            [r.lr for r in by_decay.summary.runs],
-        ).statistic
-    )
-    flat = galanti_claims.rank_vs_batch(_grid(lambda b, mu, wd: 100))
-    assert flat.verdict == "fail" and "constant" in flat.note
+    assert galanti_claims.rank_vs_lr(by_decay).verdict == "pass"
+    assert galanti_claims.rank_vs_batch(by_decay).verdict == "fail"
+    # 13 of 18 λ pairs the predicted way, 5 tied: p = P(Bin(18, 1/2) ≥ 13) = 0.048 < 0.05;
+    # 12 of 18 (p = 0.119) fails: ties count against the claim
+    for k, verdict in ((13, "pass"), (12, "fail")):
+        lucky = {(s, b, mu) for s in range(3) for b in (4, 32, 256) for mu in (0.05, 0.2)}
+        lucky = set(sorted(lucky)[:k])
+        res = [
+            _grid(lambda b, mu, wd, s=s, L=lucky: 50 - (wd == 5e-3 and (s, b, mu) in L), seed=s)
+            for s in range(3)
+        ]
+        c = galanti_claims.rank_vs_wd(res)
+        assert c.verdict == verdict, c.headline
+        assert c.measured["p_value"]["W1"] == pytest.approx(
+            binomtest(k, 18, 0.5, alternative="greater").pvalue
+        )
+        assert c.measured["p_value_ties_dropped"]["W1"] == pytest.approx(2.0**-k)
+    # one seed of the λ test: 6 pairs, so 6/6 gives p = 1/64; two pairs cannot reach α
+    assert galanti_claims.rank_vs_wd(by_decay[:1]).verdict == "pass"
+    few = [
+        dataclasses.replace(r, summary=dataclasses.replace(r.summary, runs=r.summary.runs[:6]))
+        for r in by_decay[:1]
+    ]
+    assert galanti_claims.rank_vs_wd(few).verdict == "inconclusive"
+
+
+def test_galanti_no_decay_and_accuracy():
+    by_decay = _grid(lambda b, mu, wd: 100 - int(1e4 * wd) - int(10 * mu))
     assert galanti_claims.no_decay(by_decay).verdict == "pass"
     assert galanti_claims.no_decay(_grid(lambda b, mu, wd: 50)).verdict == "fail"
-
-
-def test_galanti_accuracy_gap():
     res = _grid(lambda b, mu, wd: 50, acc_fn=lambda b, mu, wd: 0.97 - (0.05 if wd == 5e-3 else 0))
     c = galanti_claims.accuracy(res)
     assert c.verdict == "fail" and c.measured["max_gap"] == pytest.approx(0.05)
@@ -217,29 +277,32 @@ def test_galanti_accuracy_gap():
 
 
 def test_galanti_claims_pass_on_their_effect_and_fail_inverted():
-    """Each claim passes on a grid showing its effect alone (on a balanced grid the three
-    Spearman ρ² sum to at most 1, so no grid passes all three) and fails inverted."""
+    """Each claim passes on grids (3 seeds) showing its effect alone and fails inverted."""
     claims = {
         "GAL-B": (galanti_claims.rank_vs_batch, galanti_claims.invert_rank_vs_batch),
         "GAL-lr": (galanti_claims.rank_vs_lr, galanti_claims.invert_rank_vs_lr),
         "GAL-wd": (galanti_claims.rank_vs_wd, galanti_claims.invert_rank_vs_wd),
-        "GAL-noWD": (galanti_claims.no_decay, galanti_claims.invert_no_decay),
-        "GAL-acc": (galanti_claims.accuracy, galanti_claims.invert_accuracy),
     }
     grids = {
         "GAL-B": lambda b, mu, wd: int(10 * np.log2(b)),
         "GAL-lr": lambda b, mu, wd: 100 - int(100 * mu),
         "GAL-wd": lambda b, mu, wd: 100 - int(1e4 * wd),
-        "GAL-noWD": lambda b, mu, wd: 95,
-        "GAL-acc": lambda b, mu, wd: 95,
     }
     for name, (fn, invert) in claims.items():
-        good = _grid(grids[name])
+        good = _seeds(grids[name])
         c = fn(good)
         assert c.verdict == "pass", (name, c.headline)
         assert c.headline.endswith("→ pass"), c.headline
-        bad = fn(_inverted(good, invert))
+        bad = fn([_inverted(r, invert) for r in good])
         assert bad.verdict == "fail", (name, bad.headline)
+    per_seed = {
+        "GAL-noWD": (galanti_claims.no_decay, galanti_claims.invert_no_decay),
+        "GAL-acc": (galanti_claims.accuracy, galanti_claims.invert_accuracy),
+    }
+    for name, (fn, invert) in per_seed.items():
+        good = _grid(lambda b, mu, wd: 95)
+        assert fn(good).verdict == "pass" and fn(good).headline.endswith("→ pass")
+        assert fn(_inverted(good, invert)).verdict == "fail", name
 
 
 def _feng(table: np.ndarray, tag="init/bottleneck", feng_offset=0) -> Result:

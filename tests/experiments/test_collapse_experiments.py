@@ -3,6 +3,7 @@ figures, a huge-λ run, and the ensembles they train against independent runs.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -129,6 +130,42 @@ def test_sgd_grid_ensemble_members_equal_independent_runs():
         )
         for w_ens, w_alone in zip(net.weights, alone.weights):
             assert_close(w_ens, w_alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("length", ["steps", "decay"])
+def test_sgd_weight_decay_rank_trains_every_decayed_point_past_the_budget(length):
+    """Setup fix (issue 9): every λ > 0 point reaches 2μλT ≥ D (the init decayed by e^{−D},
+    below Galanti's ε), and each member is measured and frozen at its own T."""
+    from rankscope.experiments.collapse.sgd_weight_decay_rank import decay_steps, grid_steps
+
+    exp = get_experiment("sgd-weight-decay-rank")
+    cfg = dataclasses.replace(exp.preset("smoke"), batch_sizes=(8,), length=length)
+    res = exp.run(cfg, RunContext(seed=0))
+    longest = grid_steps(cfg)
+    assert longest == math.ceil(cfg.decay_budget / (2 * min(cfg.lrs) * 1e-2))
+    for r in res.summary.runs:
+        assert r.finished and r.status == "completed", r
+        if r.weight_decay > 0:
+            assert r.decay >= cfg.decay_budget
+            assert r.decay == pytest.approx(2 * r.lr_used * r.weight_decay * r.steps)
+        want = longest
+        if length == "decay" and r.weight_decay > 0:
+            want = decay_steps(cfg.decay_budget, r.lr, r.weight_decay)
+            assert r.decay < cfg.decay_budget + 2 * r.lr * r.weight_decay
+        assert r.steps == want
+        steps, ranks = res.records.series("rank_galanti", layer=f"{r.tag}/W1")
+        assert steps.max() == r.steps and ranks[-1] == r.rank["W1"]  # measured at its own T
+    if length == "decay":
+        assert len({r.steps for r in res.summary.runs}) > 1
+
+
+def test_sgd_weight_decay_rank_rejects_a_grid_without_decay():
+    exp = get_experiment("sgd-weight-decay-rank")
+    cfg = dataclasses.replace(exp.preset("smoke"), weight_decays=(0.0,))
+    with pytest.raises(ValueError, match="no λ > 0"):
+        exp.run(cfg, RunContext(seed=0))
+    with pytest.raises(ValueError, match="length"):
+        exp.run(dataclasses.replace(exp.preset("smoke"), length="epochs"), RunContext(seed=0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
