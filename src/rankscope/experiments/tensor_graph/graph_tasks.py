@@ -6,17 +6,31 @@ import numpy as np
 import torch
 
 from rankscope.experiments.tensor_graph.data import cluster_edges, graph_pair_features
-from rankscope.metrics.graph import adjacency_matrix, vertex_walk_indices, walk_index
+from rankscope.metrics.graph import (
+    adjacency_matrix,
+    as_edge_array,
+    vertex_walk_indices,
+    walk_index,
+)
 from rankscope.metrics.tensor import separation_rank_lower_bound
 from rankscope.models.gnn import DenseGCN, ProductGNN, normalized_adjacency
 from rankscope.records import RecordLog
-from rankscope.sparsify import one_wis_removal_order, wis_removal_order, wis_removal_order_naive
+from rankscope.sparsify import (
+    one_wis_removal_order,
+    removal_order,
+    wis_removal_order,
+    wis_removal_order_naive,
+)
 from rankscope.train import train
 
 __all__ = [
     "FIGURE_EDGES",
+    "dcsbm_graph",
     "gnn0_summary",
     "gnn1_grid_ranks",
+    "kept_edge_stats",
+    "seeded_wis_order",
+    "sparse_normalized_adjacency",
     "sparsification_accuracy",
     "train_same_class_graph",
 ]
@@ -150,6 +164,22 @@ def train_same_class_graph(
     }
 
 
+def sparse_normalized_adjacency(edges, num_nodes: int) -> torch.Tensor:
+    """Â = D^{−1/2}(A + I)D^{−1/2} as a sparse COO float32 tensor (n, n), self-loops added; equal
+    to :func:`rankscope.models.gnn.normalized_adjacency` of the dense adjacency."""
+    e = as_edge_array(edges, num_nodes)
+    loops = np.arange(num_nodes, dtype=np.int64)
+    rows = np.concatenate([e[:, 0], e[:, 1], loops])
+    cols = np.concatenate([e[:, 1], e[:, 0], loops])
+    deg = np.bincount(rows, minlength=num_nodes).astype(np.float64)  # degree + 1 (self-loop)
+    vals = 1.0 / np.sqrt(deg[rows] * deg[cols])
+    idx = torch.from_numpy(np.stack([rows, cols]))
+    a = torch.sparse_coo_tensor(
+        idx, torch.from_numpy(vals).float(), (num_nodes, num_nodes), check_invariants=True
+    )
+    return a.coalesce()
+
+
 class _BestValidation:
     """Callback after every update: test accuracy (%) at the best validation accuracy so far."""
 
@@ -171,7 +201,8 @@ def sparsification_accuracy(
 ) -> float:
     """GNN-3: test accuracy (%) at the best validation epoch of a GCN on the kept edges.
 
-    ``split``: a permutation of the vertices, cut 60/20/20 into train/validation/test.
+    ``split``: a permutation of the vertices, cut 60/20/20 into train/validation/test. Â is a
+    sparse tensor (:func:`sparse_normalized_adjacency`), so the cost is linear in the edges.
     ``cfg``: width, epochs, lr, weight_decay. Full-batch Adam through :func:`train`; torch's
     ``weight_decay`` λ (on every parameter) is the explicit penalty l2 = λ/2 on all parameters.
     """
@@ -179,7 +210,7 @@ def sparsification_accuracy(
     n = labels.size
     gone = {tuple(e) for e in np.asarray(removed).tolist()}
     kept = [e for e in np.asarray(edges).tolist() if tuple(e) not in gone]
-    a_hat = normalized_adjacency(torch.from_numpy(adjacency_matrix(kept, n)).float()).to(device)
+    a_hat = sparse_normalized_adjacency(kept, n).to(device)
     y = torch.from_numpy(labels).to(device)
     feats = feats.to(device)
     tr, va, te = np.split(split, [int(0.6 * n), int(0.8 * n)])
@@ -204,3 +235,68 @@ def sparsification_accuracy(
         callbacks=[best],
     )
     return best.best_test
+
+
+def dcsbm_graph(
+    sizes, mean_degree: float, homophily: float, exponent: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Degree-corrected SBM with power-law degree weights: (edges (E, 2), u < v; labels (n,)).
+
+    Vertices are numbered by class (labels 0,0,…,1,1,…). Each vertex gets a weight
+    θ_i = (1 − U_i)^{−1/(exponent − 1)} (Pareto, density ∝ θ^{−exponent} on θ ≥ 1), rescaled to
+    mean 1 within its class, and edge {i, j} is present independently with probability
+    min(1, θ_i θ_j ω), ω = mean_degree·homophily / n_c inside a class and
+    mean_degree·(1 − homophily) / (n − n_c) across, so the expected degree of i is about
+    θ_i·mean_degree and about ``homophily`` of the edges join same-class vertices (the cap at 1
+    lowers both slightly for hub pairs). A heavy-tailed stand-in for citation graphs (Cora:
+    mean degree 3.9, edge homophily 0.81).
+    """
+    sizes = tuple(int(c) for c in sizes)
+    if len(sizes) < 2 or len(set(sizes)) != 1 or sizes[0] < 2:
+        raise ValueError(f"sizes must be >= 2 equal class sizes >= 2, got {sizes}")
+    if not 0.0 <= homophily <= 1.0:
+        raise ValueError(f"homophily must be in [0, 1], got {homophily}")
+    if not exponent > 2.0:
+        raise ValueError(f"exponent must be > 2 (a finite mean degree), got {exponent}")
+    if not mean_degree > 0:
+        raise ValueError(f"mean_degree must be > 0, got {mean_degree}")
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    n, nc = labels.size, sizes[0]
+    theta = (1.0 - rng.random(n)) ** (-1.0 / (exponent - 1.0))
+    theta /= np.repeat(theta.reshape(len(sizes), nc).mean(axis=1), nc)
+    same = labels[:, None] == labels[None, :]
+    omega = np.where(same, mean_degree * homophily / nc, mean_degree * (1 - homophily) / (n - nc))
+    prob = np.minimum(1.0, theta[:, None] * theta[None, :] * omega)
+    upper = np.triu(rng.random((n, n)) < prob, k=1)
+    return np.argwhere(upper).astype(np.int64), labels
+
+
+def seeded_wis_order(
+    method: str, edges, num_nodes: int, num_remove: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A WIS removal order (``1-wis`` or ``2-wis``) whose ties are broken by ``rng``.
+
+    :func:`rankscope.sparsify.removal_order` sends ties to the lowest edge in canonical
+    (u < v, sorted) order, so its result depends on how the vertices are numbered; on a graph
+    numbered by class it strips intra-class edges first. Here the vertices are renumbered by a
+    permutation drawn from ``rng``, the order is computed on the renumbered graph and mapped
+    back: the tie-break is the lowest edge of a random numbering, and the distribution of the
+    order does not depend on the input numbering (the official ``EfficientOneWalkIndex
+    Sparsifier`` takes the first tied edge in the data set's edge order). Rows are canonical.
+    """
+    if method not in ("1-wis", "2-wis"):
+        raise ValueError(f"method must be '1-wis' or '2-wis', got {method!r}")
+    e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    perm = rng.permutation(num_nodes)
+    order = removal_order(method, perm[e], num_nodes, num_remove=num_remove)
+    return np.sort(np.argsort(perm)[order], axis=1).reshape(-1, 2)
+
+
+def kept_edge_stats(edges, removed, labels: np.ndarray) -> tuple[float, float]:
+    """(share of kept edges joining same-class vertices, share of vertices with no kept edge)."""
+    gone = {tuple(e) for e in np.asarray(removed).reshape(-1, 2).tolist()}
+    kept = np.array([e for e in np.asarray(edges).tolist() if tuple(e) not in gone], np.int64)
+    kept = kept.reshape(-1, 2)
+    same = float(np.mean(labels[kept[:, 0]] == labels[kept[:, 1]])) if len(kept) else float("nan")
+    deg = np.bincount(kept.ravel(), minlength=labels.size)
+    return same, float(np.mean(deg == 0))

@@ -134,7 +134,7 @@ def _accuracy_vs_removed(results):
         )
     ax.set_xlabel("edges removed (%)")
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-    ax.set_title(f"GCN on an SBM ({r.num_nodes} vertices, {r.num_edges} edges)")
+    ax.set_title(f"GCN, degree-corrected SBM ({r.num_nodes} vertices, {r.num_edges} edges)")
     ax.legend(title="removal method")
     return fig, ax
 
