@@ -105,3 +105,28 @@ def test_cnn_bottleneck_claims_on_a_tiny_run():
         nonlinear=cnn.NonlinearStudy(d=8, channels=3, depth=4, n_train=16, n_test=16, steps=5),
     )  # fmt: skip
     _run_claims("cnn-bottleneck", cnn.run(cfg, RunContext(0)))
+
+
+def test_degree_shares_estimate_the_analytic_limit_and_ignore_diagonal_and_constant():
+    # independent reference: Gauss–Jacobi eigenvalues μ_k^(ℓ) of the analytic layer kernels
+    from rankscope.experiments.spectral.data import gegenbauer_targets, sphere_points
+    from rankscope.metrics.ntk import (
+        layer_shares,
+        layerwise_ntk_eigenvalues,
+        relu_ntk_layer_kernels,
+    )
+
+    x = sphere_points(800, 5, torch.Generator().manual_seed(0))
+    t = np.clip((x @ x.T).numpy(), -1.0, 1.0)
+    grams = torch.from_numpy(relu_ntk_layer_kernels(t, 3))
+    est = lsb.degree_shares(grams, x, (1, 2, 3))
+    mu = layerwise_ntk_eigenvalues(5, 3, [1, 2, 3])
+    assert_close(est, torch.from_numpy(mu / mu.sum(0)), atol=0.02, rtol=0)
+    # the finite-N terms it drops: the constant part exactly, the i = j terms up to the O(1/N)
+    # they enter through the centring
+    shifted = grams + 3.0 + torch.diag_embed(torch.rand(3, 800, dtype=torch.float64))
+    assert_close(lsb.degree_shares(shifted, x, (1, 2, 3)), est, atol=1e-4, rtol=0)
+    plain = layer_shares(grams, gegenbauer_targets(x, (1, 2, 3), x[0]))
+    assert (plain - est).abs().max() > 0.02  # the single-target form is not this estimate
+    with pytest.raises(ValueError, match="degrees must be >= 1"):
+        lsb.degree_shares(grams, x, (0, 1, 2))
