@@ -49,3 +49,90 @@ def test_feature_sparsity_prunes_a_wide_smoke_net_exactly():
     assert all(r.width_after <= cfg.n_points * (cfg.n_points + 1) for r in reports)
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), net(x), atol=1e-9, rtol=1e-9)
+
+
+def test_min_norm_gap_is_the_projected_gradient_at_a_non_critical_point():
+    """FS-1's stationarity bound: off a critical point the part of W̃_ℓ outside the span of
+    σ̃(Z_{ℓ−1}) is exactly (∂J/∂W̃_ℓ)P⊥/(2λ) (an explicit projector from the SVD here, not
+    the pseudo-inverse of metrics), so the deviation and the form gap obey the bounds."""
+    import torch
+
+    from rankscope.experiments.bottleneck.feature_sparsity import (
+        _layer_gradients,
+        _loss,
+        _net,
+        _task,
+    )
+    from rankscope.metrics import activation_form
+
+    lam = 1e-2
+    x, y = _task(torch.Generator().manual_seed(3), 6, 4, 2)
+    net = _net([4, 20, 20, 2], torch.Generator().manual_seed(4))  # untrained: far from critical
+    loss = _loss(x, y)
+    params = [q for pair in zip(net.weights, net.biases, strict=True) for q in pair]
+    obj = loss(net) + lam * sum((q * q).sum() for q in params)
+    grads = torch.autograd.grad(obj, params)
+    with torch.no_grad():
+        out, _, zs = net.forward_with_hidden(x)
+        prev = torch.cat([x, torch.ones(6, 1, dtype=x.dtype)], 1)
+        gap = 0.0
+        for l, z in enumerate(zs):
+            u, s, _ = torch.linalg.svd(prev.mT, full_matrices=True)  # columns span σ̃(Z)
+            r = int((s > 1e-10 * s[0]).sum())
+            perp = u[:, r:] @ u[:, r:].mT
+            w = torch.cat([net.weights[l], net.biases[l][:, None]], 1)
+            g = torch.cat([grads[2 * l], grads[2 * l + 1][:, None]], 1)
+            torch.testing.assert_close(g @ perp, 2 * lam * w @ perp, atol=1e-12, rtol=1e-9)
+            gap += lam * float((w @ perp).square().sum())
+            prev = torch.cat([torch.relu(z), torch.ones(6, 1, dtype=z.dtype)], 1)
+        j = float(obj)
+        form = float(activation_form(x, zs, float(((out - y) ** 2).sum() / 6), lam))
+    assert j - form == pytest.approx(gap, rel=1e-8)
+    assert gap > 1e-3 * j  # the test point is really off the critical set
+    g_layers = _layer_gradients(net, loss, lam)
+    assert (j - form) / j <= sum(v * v for v in g_layers) / (4 * lam * j)
+
+
+def test_fs1_bound_fails_a_form_above_the_loss_and_fs3_a_rising_loss():
+    from rankscope.experiments.base import Result
+
+    base = dict(
+        n_points=4, width=8, objective=1.0, data_loss=0.5, grad_norm=1e-3,
+        activation_form=0.999, form_rel_error=1e-3, min_norm_deviation=0.01,
+        min_norm_deviations=[0.0, 0.01, 0.01], layer_grad_norms=[1e-3, 1e-3, 1e-3],
+        layer_weight_norms=[2.0, 2.0, 2.0], kink_fraction=0.0, prunes=[],
+        pruned_objective=0.999, pruned_rel_change=1e-3, pruned_grad_norm=1e-3, sweep=[],
+        sweep_pruned={}, lam=1e-3, rcond=1e-10,
+    )  # fmt: skip
+    claims = {c.id: c for c in feature_sparsity.CLAIMS}
+    ok = Result(summary=feature_sparsity.Summary(**base), records=None)
+    # bounds: gap <= 3e-6/(4e-3) = 7.5e-4 < 1e-3 -> fails; deviation 0.01 <= 1e-3/(4e-3) = 0.25
+    assert claims["FS-1"].check(ok).verdict == "fail"
+    good = feature_sparsity.Summary(**{**base, "layer_grad_norms": [0.0, 3e-3, 3e-3]})
+    assert claims["FS-1"].check(Result(summary=good, records=None)).verdict == "pass"
+    assert claims["FS-3"].check(ok).verdict == "pass"
+    worse = feature_sparsity.Summary(**{**base, "pruned_grad_norm": 3e-3})  # > 2x before
+    assert claims["FS-3"].check(Result(summary=worse, records=None)).verdict == "fail"
+
+
+def test_bs3_extrapolates_the_balanced_layer_norm_to_infinite_depth():
+    from rankscope.experiments.bottleneck import bottleneck_structure as bs
+
+    depths = [
+        bs.DepthStructure(L, [2], 1.0, 0.1, [2.0 + 30.0 / L] * 3, 0.99, 0.0, 0.0, 0.0, 0.0)
+        for L in (4, 6, 8, 12)
+    ]
+    fit, mean = bs.norm_extrapolation(bs.Summary(depths, -1.0, None, 1e-3))
+    assert fit.intercept == pytest.approx(2.0) and fit.slope == pytest.approx(30.0)
+    assert mean[0] == pytest.approx(9.5)
+
+
+def test_layers_before_interpolates_between_layer_positions():
+    from rankscope.experiments.bottleneck.leaky_resnet import layers_before
+
+    equi = [i / 10 for i in range(11)]
+    assert layers_before(equi, 0.2) == pytest.approx(2.0)
+    dense = [0.0, 0.09, 0.185, 0.275] + [0.275 + 0.725 * i / 7 for i in range(1, 8)]
+    assert layers_before(dense, 0.2) == pytest.approx(2 + 0.015 / 0.09)
+    with pytest.raises(ValueError, match="increase"):
+        layers_before([0.0, 0.5, 0.5, 1.0], 0.2)
