@@ -224,3 +224,65 @@ def test_ht_log_domain_deep_tree_does_not_overflow():
     assert_close(log_abs[0], torch.full((2,), v, dtype=torch.float64))
     assert sign.tolist() == [[1.0, 1.0]]
     assert m(idx).isinf().all()  # the value is beyond float64; its log is not
+
+
+def _he_second_moment(x: torch.Tensor, layers: int) -> torch.Tensor:
+    """Closed form of E_init[z_L²] per output position under He init (zero biases).
+
+    Given the layer below, a pre-activation is a zero-mean Gaussian, so E[relu(z)²] = E[z²]/2
+    exactly; with weights N(0, 2/(c·9)) over a 3×3 window that gives
+    q_1 = (2/9)·Σ_window mean_c x² and q_l = (1/9)·Σ_window q_{l−1} (zero padding: taps
+    outside the image contribute 0), at any width.
+    """
+    ones = torch.ones(1, 1, 3, 3, dtype=x.dtype)
+    q = (
+        2
+        / 9
+        * torch.nn.functional.conv2d(x.pow(2).mean(1, keepdim=True), ones, stride=2, padding=1)
+    )
+    for _ in range(layers - 1):
+        q = torch.nn.functional.conv2d(q, ones, stride=2, padding=1) / 9
+    return q
+
+
+def test_he_init_logit_second_moment_matches_the_closed_form():
+    # 8×8 input, three stride-2 layers: the last map is 1×1, so the global average pool is
+    # the identity and E[logit²] = (1/c_L)·c_L·E[relu(z_L)²] = q_L/2 exactly
+    from rankscope.experiments.tensor_graph.locality import he_init_
+
+    x = torch.rand(1, 2, 8, 8, generator=_gen(20), dtype=torch.float64)
+    expected = float(_he_second_moment(x, 3)[0, 0, 0, 0]) / 2
+    draws = []
+    for k in range(1500):
+        g = _gen(1000 + k)
+        net = he_init_(SmallCNN(2, [4, 4, 4], generator=g, dtype=torch.float64), g)
+        with torch.no_grad():
+            draws.append(float(net(x)[0, 0]) ** 2)
+    draws = torch.tensor(draws, dtype=torch.float64)
+    se = float(draws.std() / len(draws) ** 0.5)
+    assert abs(float(draws.mean()) - expected) < 4 * se, (float(draws.mean()), expected, se)
+    assert 4 * se < 0.5 * expected  # resolves a wrong gain (conv gain 1 instead of 2: ÷8)
+
+
+def test_he_init_lifts_the_input_dependent_logit_scale_off_the_plateau():
+    # the bug of issue 9: under SmallCNN's own U(±1/√fan_in) init the logits on the IsSameClass
+    # canvas vary with the input by ~1e-4 (the rest is the head bias); He init gives ~1e-2
+    from rankscope.experiments.tensor_graph.locality import he_init_
+
+    x = torch.rand(64, 1, 8, 40, generator=_gen(21))
+    x[..., 8:32] = 0.0  # two 8×8 "digits" at gap 24
+    spread = {}
+    for init in ("torch", "he"):
+        values = []
+        for k in range(5):
+            g = _gen(2000 + k)
+            net = SmallCNN(1, [16, 32, 32, 32, 32], generator=g)
+            if init == "he":
+                he_init_(net, g)
+            with torch.no_grad():
+                values.append(float(net(x)[:, 0].std()))
+        spread[init] = sum(values) / len(values)
+    assert spread["torch"] < 1e-3
+    assert spread["he"] > 30 * spread["torch"]
+    biases = [c.bias for c in he_init_(SmallCNN(1, [4, 4], generator=_gen(3)), _gen(3)).convs]
+    assert all(torch.equal(b, torch.zeros_like(b)) for b in biases)

@@ -22,9 +22,11 @@ from rankscope.train import GroupRMSprop, train
 __all__ = [
     "CompletionFit",
     "MemberStack",
+    "error_floor",
     "fit_completion",
     "fit_tracking_norms",
     "observed_split",
+    "order_step",
     "rise_steps",
 ]
 
@@ -182,3 +184,36 @@ def rise_steps(steps: np.ndarray, norms: np.ndarray, top: int) -> list[int]:
         above = np.flatnonzero(norms[:, r] > 0.5 * final[r])
         out.append(int(steps[above[0]]) if above.size else -1)
     return out
+
+
+def error_floor(final_loss: float, observed_rms: float) -> float:
+    """The relative error a completion run is resolved to: √(final observed MSE) / RMS(y_Ω).
+
+    GroupRMSprop at a fixed lr takes steps of length ≈ lr in parameter space, so it does not
+    converge below some residual on the entries it fits (or it stops at ``stop_loss``); the
+    unobserved error of that run is known only to about the same relative size. Two runs'
+    unobserved errors that differ by less than the larger of their floors are a tie
+    (docs/decisions.md, 9.tensor-1).
+
+    >>> error_floor(1e-6, 1.0)
+    0.001
+    """
+    if not observed_rms > 0:
+        raise ValueError(f"observed_rms must be > 0, got {observed_rms}")
+    return float(np.sqrt(max(float(final_loss), 0.0))) / float(observed_rms)
+
+
+def order_step(a: float, b: float, floor_a: float, floor_b: float) -> str:
+    """``"up"`` if b − a exceeds the larger floor, ``"down"`` if a − b does, else ``"tie"``.
+
+    >>> order_step(0.001, 0.1, 0.002, 0.002), order_step(0.002, 0.001, 0.002, 0.002)
+    ('up', 'tie')
+    """
+    tol = max(floor_a, floor_b)
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return "down"  # a diverged or missing error never counts as resolved order
+    if b - a > tol:
+        return "up"
+    if a - b > tol:
+        return "down"
+    return "tie"

@@ -1,10 +1,11 @@
 """Implicit regularization in hierarchical tensor factorization and locality (arXiv:2201.11729).
 
 HTF-1: HT completion from small init learns local components one at a time (low hierarchical
-rank). IGC-0: the interaction-gradient-cosine regularizer is 1 on separable functions and below 1
-on interacting ones. IGC-1: digits IsSameClass on a widening canvas, with and without the
-regularizer, after checking that the CNN's receptive field covers the canvas. Setups and
-thresholds: docs/results.md.
+rank) and completes better than from a large init (std 0.5). IGC-0: the interaction-gradient-
+cosine regularizer is 1 on separable functions and below 1 on interacting ones. IGC-1: digits
+IsSameClass on a widening canvas, with and without the regularizer (λ chosen on held-out
+pairs), He-init CNN trained by SGD with momentum, after checking that the CNN's receptive
+field covers the canvas. Setups and thresholds: docs/results.md.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from rankscope.experiments.base import (
     inconclusive,
 )
 from rankscope.experiments.tensor_graph.completion import (
+    error_floor,
     fit_tracking_norms,
     observed_split,
+    order_step,
     rise_steps,
 )
 from rankscope.experiments.tensor_graph.data import planted_ht_tensor
@@ -53,15 +56,28 @@ class IGC0Config:
 
 @dataclass(frozen=True)
 class IGC1Config:
-    """IGC-1: digits IsSameClass on a widening canvas, small CNN, minibatch Adam."""
+    """IGC-1: digits IsSameClass on a widening canvas, small He-init CNN, minibatch training.
 
-    gaps: tuple[int, ...] = (0, 8, 16, 24)
-    lambdas: tuple[float, ...] = (0.0, 1.0)
+    λ = 0 runs at every gap; the λ grid ``lambdas`` (all > 0) runs at ``reg_gaps`` (None: the
+    widest gap only), and per seed the λ with the best accuracy on ``n_val`` held-out pairs is
+    the regularized run the claim reads (ties: the smaller λ).
+    """
+
+    gaps: tuple[int, ...] = (0, 24)
+    lambdas: tuple[float, ...] = (0.01, 0.1, 1.0)
+    reg_gaps: tuple[int, ...] | None = None
     n_train: int = 2000
+    n_val: int = 500
     n_test: int = 1000
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 1e-3
+    init: str = "he"
+    # SGD with momentum 0.9 as in the authors' code; their lr 1e-2 trains a ResNet18 with
+    # batch norm, this CNN has none: at 1e-2 the gap-24 train accuracy is 55% after 30 epochs
+    # (docs/decisions.md, 9.tensor-2)
+    optimizer: str = "sgd"
+    lr: float = 5e-2
+    momentum: float = 0.9
     channels: tuple[int, ...] = (16, 32, 32, 32, 32)
 
 
@@ -74,7 +90,9 @@ class Config:
     target_widths: tuple[int, ...] = (2, 2)
     n_observed: int = 128
     widths: tuple[int, ...] = (16, 16)
-    init_stds: tuple[float, ...] = (1e-1, 1e-2)
+    # 0.5 is the large init: the HT end-to-end norm scales like std^7 (7 factors per entry at
+    # order 4), so std 0.1 gives ~1e-4 against a target of norm 16, still small init
+    init_stds: tuple[float, ...] = (5e-1, 1e-2)
     lr: float = 1e-2
     max_steps: int = 50_000
     stop_loss: float = 5e-5
@@ -119,6 +137,7 @@ class SameClassRun:
     test_accuracy: float
     train_accuracy: float
     receptive_field: int
+    val_accuracy: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,7 @@ class IGC1Result:
     runs: tuple[SameClassRun, ...]
     receptive_field: int
     widest_canvas: int
+    selected: dict[str, float] = field(default_factory=dict)  # gap -> λ chosen on validation
 
 
 @dataclass(frozen=True)
@@ -133,6 +153,7 @@ class Summary:
     target_root_rank: int
     target_sv_12_34: tuple[float, ...]
     htf1: tuple[HTCompletionRun, ...]
+    observed_rms: float  # RMS of the HTF-1 target on its observed entries (for the floor)
     igc0: IGC0Result
     igc1: IGC1Result
 
@@ -142,15 +163,26 @@ PRESETS = {
         widths=(6, 6),
         max_steps=1500,
         log_every=50,
-        igc1=IGC1Config(gaps=(0, 24), n_train=128, n_test=128, epochs=2, channels=(4, 4, 4, 4, 4)),
+        igc1=IGC1Config(
+            gaps=(0, 24),
+            lambdas=(0.1, 1.0),
+            n_train=128,
+            n_val=64,
+            n_test=128,
+            epochs=2,
+            channels=(4, 4, 4, 4, 4),
+        ),
     ),
     "default": Config(),
-    "paper": Config(max_steps=100_000, igc1=IGC1Config(epochs=60)),
+    "paper": Config(
+        max_steps=100_000, igc1=IGC1Config(gaps=(0, 8, 16, 24), reg_gaps=(8, 16, 24), epochs=60)
+    ),
 }
 
 
-def _htf1(cfg: Config, ctx: RunContext) -> tuple[tuple[HTCompletionRun, ...], list[float]]:
-    """HT completion at every init scale (one ensemble); returns runs and target 12|34 spectrum."""
+def _htf1(cfg: Config, ctx: RunContext) -> tuple[tuple[HTCompletionRun, ...], list[float], float]:
+    """HT completion at every init scale (one ensemble); returns runs, the target's 12|34
+    spectrum and the target's RMS on the observed entries (for the error floor)."""
     dims = [cfg.dim] * cfg.order
     target = planted_ht_tensor(
         dims, cfg.target_widths, math.sqrt(math.prod(dims)), ctx.child_generator(1)
@@ -206,7 +238,8 @@ def _htf1(cfg: Config, ctx: RunContext) -> tuple[tuple[HTCompletionRun, ...], li
                 erank_13_24=matricization_effective_rank(full[k], [0, 2]),
             )
         )
-    return tuple(out), [float(x) for x in singular_values(matricize(target, [0, 1]))]
+    sv = [float(x) for x in singular_values(matricize(target, [0, 1]))]
+    return tuple(out), sv, float(target.reshape(-1)[obs.to(ctx.device)].pow(2).mean().sqrt())
 
 
 def _igc0(cfg: IGC0Config, ctx: RunContext) -> IGC0Result:
@@ -223,46 +256,72 @@ def _igc0(cfg: IGC0Config, ctx: RunContext) -> IGC0Result:
     return IGC0Result(**out)
 
 
+def _reg_gaps(cfg: IGC1Config) -> tuple[int, ...]:
+    return (max(cfg.gaps),) if cfg.reg_gaps is None else tuple(cfg.reg_gaps)
+
+
+def select_lambda(runs: Sequence[SameClassRun], gap: int) -> float | None:
+    """The λ > 0 with the best validation accuracy at ``gap`` (ties: the smaller λ)."""
+    grid = sorted((r for r in runs if r.gap == gap and r.lam > 0), key=lambda r: r.lam)
+    grid = [r for r in grid if not math.isnan(r.val_accuracy)]
+    if not grid:
+        return None
+    return max(grid, key=lambda r: (r.val_accuracy, -r.lam)).lam
+
+
 def _igc1(cfg: IGC1Config, ctx: RunContext) -> IGC1Result:
-    """This seed's IsSameClass pairs, one CNN per (gap, λ)."""
+    """This seed's IsSameClass pairs, one CNN per (gap, λ); λ chosen on validation pairs."""
     from rankscope.experiments.tensor_graph.data import digits, same_class_pairs
 
+    if any(lam <= 0 for lam in cfg.lambdas):
+        raise ValueError(f"lambdas is the grid of λ > 0 (λ = 0 always runs), got {cfg.lambdas}")
+    missing = set(_reg_gaps(cfg)) - set(cfg.gaps)
+    if missing:
+        raise ValueError(f"reg_gaps {sorted(missing)} are not in gaps {cfg.gaps}")
     images, labels = digits()
     rows = []
-    total = len(cfg.gaps) * len(cfg.lambdas)
+    grid = [(g, 0.0) for g in cfg.gaps] + [(g, lam) for g in _reg_gaps(cfg) for lam in cfg.lambdas]
     rng = np.random.default_rng(int(ctx.rng.integers(2**31)))
     train = same_class_pairs(labels, cfg.n_train, rng)
     test = same_class_pairs(labels, cfg.n_test, rng)
-    for gap in cfg.gaps:
-        for lam in cfg.lambdas:
-            res = train_same_class(
-                images,
-                labels,
-                train,
-                test,
-                gap,
-                lam,
-                cfg,
-                ctx.child_generator(gap + 7),
-                ctx.log,
-                f"gap={gap},lambda={lam:g},seed={ctx.seed}",
-                device=ctx.device,
-            )
-            rows.append(SameClassRun(gap=gap, lam=float(lam), **res))
-            ctx.progress(0.45 + 0.55 * len(rows) / total)
+    val = same_class_pairs(labels, cfg.n_val, rng)
+    for gap, lam in grid:
+        res = train_same_class(
+            images,
+            labels,
+            train,
+            test,
+            gap,
+            lam,
+            cfg,
+            ctx.child_generator(gap + 7),
+            ctx.log,
+            f"gap={gap},lambda={lam:g},seed={ctx.seed}",
+            device=ctx.device,
+            val_pairs=val,
+        )
+        rows.append(SameClassRun(gap=gap, lam=float(lam), **res))
+        ctx.progress(0.45 + 0.55 * len(rows) / len(grid))
+    selected = {}
+    for gap in _reg_gaps(cfg):
+        lam = select_lambda(rows, gap)
+        if lam is not None:
+            selected[str(gap)] = lam
     return IGC1Result(
         runs=tuple(rows),
         receptive_field=rows[0].receptive_field if rows else 0,
         widest_canvas=16 + max(cfg.gaps),
+        selected=selected,
     )
 
 
 def run(config: Config, ctx: RunContext) -> Result:
-    runs, target_sv = _htf1(config, ctx)
+    runs, target_sv, observed_rms = _htf1(config, ctx)
     summary = Summary(
         target_root_rank=config.target_widths[-1],
         target_sv_12_34=tuple(target_sv),
         htf1=runs,
+        observed_rms=observed_rms,
         igc0=_igc0(config.igc0, ctx),
         igc1=_igc1(config.igc1, ctx),
     )
@@ -324,22 +383,34 @@ def _htf_p2(result: Result):
     )
 
 
+def _largest_init(s: Summary) -> HTCompletionRun | None:
+    above = [r for r in s.htf1 if r.init > 1e-2 and not math.isclose(r.init, 1e-2)]
+    return max(above, key=lambda r: r.init, default=None)
+
+
 def _htf_p3(result: Result):
-    small, large = _run_at(result.summary, 1e-2), _run_at(result.summary, 1e-1)
+    s = result.summary
+    small, large = _run_at(s, 1e-2), _largest_init(s)
     if small is None or large is None:
         return inconclusive(
-            "needs inits 1e-2 and 1e-1", headline="needs inits 1e-2 and 1e-1: not both run"
+            "needs init 1e-2 and a larger init",
+            headline="needs init 1e-2 and a larger init: not both run",
         )
     a, b = small.rel_error_unobserved, large.rel_error_unobserved
-    ok = a < b
+    fa, fb = (error_floor(r.final_loss, s.observed_rms) for r in (small, large))
+    step = order_step(a, b, fa, fb)
+    ok = step == "up"
     return check(
         ok,
         headline=(
-            f"unobserved error {a:.3g} at init 1e-2 vs {b:.3g} at 1e-1 → "
-            + outcome(ok, "smaller init is not better")
+            f"unobserved error {a:.3g} at init 1e-2 vs {b:.3g} at {large.init:g} (floor "
+            f"{max(fa, fb):.3g}); need error(1e-2) < error({large.init:g}) − floor → "
+            + outcome(ok, "a tie at the floor" if step == "tie" else "smaller init is worse")
         ),
         error_1e_2=a,
-        error_1e_1=b,
+        error_large=b,
+        large_init=large.init,
+        floor=max(fa, fb),
     )
 
 
@@ -414,23 +485,52 @@ def _igc1_locality(results: Sequence[Result]):
     )
 
 
+def _selected_acc(results: Sequence[Result], gap: int) -> tuple[float, list[float]]:
+    """Mean over seeds of the test accuracy at ``gap`` at each seed's validation-chosen λ."""
+    accs, lams = [], []
+    for res in results:
+        lam = res.summary.igc1.selected.get(str(gap))
+        row = next(
+            (
+                r
+                for r in res.summary.igc1.runs
+                if lam is not None and r.gap == gap and math.isclose(r.lam, lam)
+            ),
+            None,
+        )
+        if row is None:
+            return math.nan, []
+        accs.append(row.test_accuracy)
+        lams.append(lam)
+    return (float(np.mean(accs)) if accs else math.nan), lams
+
+
 def _igc1_regularizer(results: Sequence[Result]):
     runs = _igc1_runs(results)
     note = _rf_premise(results)
     far = max((r.gap for r in runs), default=None)
     a0 = _mean_acc(runs, far, 0.0) if far is not None else math.nan
-    a1 = _mean_acc(runs, far, 1.0) if far is not None else math.nan
+    a1, lams = _selected_acc(results, far) if far is not None else (math.nan, [])
     if not note and (math.isnan(a0) or math.isnan(a1)):
-        note = "needs runs at λ = 0 and λ = 1 at the widest gap"
-    measured = {"gap": far, "acc_lambda0": a0, "acc_lambda1": a1, "seeds": len(results)}
+        note = "needs λ = 0 and the validated λ grid at the widest gap"
+    measured = {
+        "gap": far,
+        "acc_lambda0": a0,
+        "acc_selected": a1,
+        "selected_lambdas": lams,
+        "by_lambda": {
+            f"{lam:g}": _mean_acc(runs, far, lam) for lam in sorted({r.lam for r in runs})
+        },
+        "seeds": len(results),
+    }
     if note:
         return inconclusive(note, headline=f"{note}: not read", **measured)
     ok = a1 >= a0 + 3.0
     return check(
         ok,
         headline=(
-            f"gap {far}: accuracy {a1:.1f} at λ = 1 vs {a0:.1f} at λ = 0 (mean of "
-            f"{len(results)} seeds); need a gain >= 3 points → "
+            f"gap {far}: accuracy {a1:.1f} at the validation-chosen λ ({nums(lams, 'g', ', ')}) "
+            f"vs {a0:.1f} at λ = 0 (mean of {len(results)} seeds); need a gain >= 3 points → "
             + outcome(ok, f"gain {a1 - a0:.1f}")
         ),
         **measured,
@@ -456,7 +556,7 @@ def _high_erank(s: Summary) -> Summary:
 
 
 def _small_init_worse(s: Summary) -> Summary:
-    large = _run_at(s, 1e-1)
+    large = _largest_init(s)
     err = (large.rel_error_unobserved if large is not None else 0.0) + 1.0
     return _with_run(s, 1e-2, rel_error_unobserved=err)
 
@@ -486,8 +586,9 @@ CLAIMS = (
     Claim(
         "HTF-1-P3",
         PAPER,
-        "The unobserved error is lower at init 1e-2 than at 1e-1.",
-        "error(1e-2) < error(1e-1)",
+        "The unobserved error is lower at init 1e-2 than at the large init (0.5) by more than "
+        "the optimizer's error floor (the relative RMS residual left on the observed entries).",
+        "error(1e-2) < error(0.5) − floor",
         check=_htf_p3,
         invert=_small_init_worse,
     ),
@@ -512,8 +613,9 @@ CLAIMS = (
     Claim(
         "IGC-1-regularizer",
         PAPER,
-        "lambda = 1 raises accuracy (mean over seeds) at the widest gap by >= 3 points.",
-        "acc(λ=1) >= acc(λ=0) + 3",
+        "The regularizer, at the λ in {0.01, 0.1, 1} chosen per seed on held-out pairs, raises "
+        "test accuracy (mean over seeds) at the widest gap by >= 3 points over λ = 0.",
+        "acc(λ*) >= acc(λ=0) + 3",
         across_seeds=_igc1_regularizer,
         hard=False,
     ),

@@ -13,7 +13,33 @@ from rankscope.models.cnn import SmallCNN
 from rankscope.records import RecordLog
 from rankscope.train import train
 
-__all__ = ["igc0_functions", "train_same_class"]
+__all__ = ["INITS", "he_init_", "igc0_functions", "train_same_class"]
+
+INITS = ("torch", "he")
+
+
+def he_init_(model: SmallCNN, generator: torch.Generator) -> SmallCNN:
+    """Re-draw ``model``'s parameters in place (from ``generator``): conv weights
+    N(0, 2/fan_in) (He et al. 2015), head weights N(0, 1/fan_in), zero biases.
+
+    SmallCNN's own init (torch's U(±1/√fan_in)) keeps 1/3 of the second moment per conv and
+    the ReLU halves it, so five stride-2 layers give logits of ~1e-4 at init and training
+    starts on a plateau (docs/decisions.md, 9.tensor-2). Under He init, conditional on the
+    layer below, a pre-activation is a zero-mean Gaussian, so E[relu(z)²] = E[z²]/2 and the
+    factor 2 restores it: the second moment is kept through every layer, exactly in
+    expectation over the init and at any width (up to the zero padding at the borders).
+    Kept here, not in ``models/cnn.py``, so other experiments' code identity is unchanged.
+    """
+    with torch.no_grad():
+        for layer in [*model.convs, model.head]:
+            w = layer.weight
+            fan_in = w[0].numel()
+            gain = 2.0 if isinstance(layer, torch.nn.Conv2d) else 1.0
+            w.copy_(
+                torch.randn(w.shape, generator=generator, dtype=w.dtype) * (gain / fan_in) ** 0.5
+            )
+            layer.bias.zero_()
+    return model
 
 
 def igc0_functions(gen: torch.Generator) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -110,12 +136,15 @@ def train_same_class(
     log: RecordLog,
     label: str,
     device: torch.device | None = None,
+    val_pairs=None,
 ) -> dict:
     """Train the small CNN on IsSameClass at one gap with IGC weight ``lam``; returns accuracies.
 
-    ``cfg``: channels, lr, epochs, batch_size. Minibatch Adam through :func:`train`: a fresh
-    permutation per epoch from ``gen``, the last batch of an epoch shorter. Patches I and J are
-    the two 8×8 digit locations; per batch one is drawn as I (``gen``).
+    ``cfg``: channels, init (SmallCNN's), optimizer ("sgd" with ``momentum``, or "adam"), lr,
+    epochs, batch_size. Minibatches through :func:`train`: a fresh permutation per epoch from
+    ``gen``, the last batch of an epoch shorter. Patches I and J are the two 8×8 digit
+    locations; per batch one is drawn as I (``gen``). With ``val_pairs`` the validation
+    accuracy is returned too (``val_accuracy``, NaN without), for choosing λ.
     """
     device = torch.device("cpu") if device is None else device
     n = len(train_pairs)
@@ -129,20 +158,28 @@ def train_same_class(
     y_tr = torch.from_numpy(labels[train_pairs[:, 0]] == labels[train_pairs[:, 1]]).float()
     y_te = torch.from_numpy(labels[test_pairs[:, 0]] == labels[test_pairs[:, 1]]).float()
     y_tr, y_te = y_tr.to(device), y_te.to(device)
+    if cfg.optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
     width = 16 + gap
     left = torch.zeros(8, width, dtype=torch.bool, device=device)
     left[:, :8] = True
     right = torch.zeros(8, width, dtype=torch.bool, device=device)
     right[:, 8 + gap :] = True
-    model = SmallCNN(1, cfg.channels, 1, generator=gen).to(device)
+    if cfg.init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {cfg.init!r}")
+    model = SmallCNN(1, cfg.channels, 1, generator=gen)
+    if cfg.init == "he":
+        he_init_(model, gen)
+    model = model.to(device)
     objective = _SameClassLoss(lam, left, right, gen)
     epoch_log = _EpochLog(objective, n, cfg.batch_size, label, log)
     steps = epoch_log.steps(cfg.epochs)
     train(
         model,
         objective,
-        optimizer="adam",
+        optimizer=cfg.optimizer,
         lr=cfg.lr,
+        optimizer_options={"momentum": cfg.momentum} if cfg.optimizer == "sgd" else None,
         steps=steps,
         data=(x_tr, y_tr),
         batch_size=cfg.batch_size,
@@ -152,8 +189,15 @@ def train_same_class(
     )
     test_acc = _accuracy(model, x_te, y_te)
     log.log("test_accuracy", test_acc, step=cfg.epochs, layer=label)
+    val_acc = math.nan
+    if val_pairs is not None:
+        x_va = torch.from_numpy(same_class_canvas(images, val_pairs, gap)).to(device)
+        y_va = torch.from_numpy(labels[val_pairs[:, 0]] == labels[val_pairs[:, 1]]).float()
+        val_acc = _accuracy(model, x_va, y_va.to(device))
+        log.log("val_accuracy", val_acc, step=cfg.epochs, layer=label)
     return {
         "test_accuracy": test_acc,
+        "val_accuracy": val_acc,
         "train_accuracy": _accuracy(model, x_tr, y_tr),
         "receptive_field": model.receptive_field,
     }
