@@ -112,6 +112,11 @@ def test_tensor_factorization_claims_fail_when_inverted(tf):
     bad = _with_tc1(tf, 1, rise_steps=(500, 500, 2000))  # a tie does not count
     assert v("TC-1-P2", bad) == "fail"
     assert v("TC-1-P2", replace(tf, log_every=1000)) == "inconclusive"
+    # rises are read in time order: the largest final component may rise second (seed 2 of
+    # the default preset), but two rises at one logged step still fail
+    assert v("TC-1-P2", _with_tc1(tf, 1, rise_steps=(1100, 300, 1600))) == "pass"
+    assert v("TC-1-P2", _with_tc1(tf, 1, rise_steps=(1600, 300, 300))) == "fail"
+    assert v("TC-1-P2", _with_tc1(tf, 1, rise_steps=(300, -1, 1600))) == "fail"  # never rose
     bad = _with_tc1(tf, 2, rel_error_unobserved=0.01)  # error(1e-3) > error(1e-2) + floor 1e-4
     assert v("TC-1-P3", bad) == "fail"
     assert v("TC-0", replace(tf, tc0=replace(tf.tc0, estimate=2))) == "fail"
