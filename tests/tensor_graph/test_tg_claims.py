@@ -249,16 +249,21 @@ def test_igc1_claims_read_the_mean_over_seeds(htf):
 
 @pytest.fixture
 def gnn() -> gw.Summary:
-    def grid(depth, alt, cont):
+    def grid(depth, alt, cont, side):
         return gw.GridRanks(
-            depth=depth, alternating=alt, wi_alternating=0, contiguous=cont, wi_contiguous=0
+            depth=depth,
+            alternating=alt,
+            wi_alternating=0,
+            contiguous=cont,
+            wi_contiguous=0,
+            side=side,
         )
 
     return gw.Summary(
         gnn0=gw.WalkIndexChecks(
             figure_wi2=48, path_wi=(2, 6, 18), graphs=30, one_wis_equal=30, fast_equals_naive=30
         ),
-        gnn1=(grid(1, 3, 3), grid(2, 22, 17), grid(3, 9, 7)),
+        gnn1=(grid(1, 2, 2, 8), grid(2, 64, 32, 64), grid(3, 1200, 1116, 1200)),
         gnn2={
             v: gw.SameClassGraph(low_walk=58.0, high_walk=70.0, low_walk_index=6, high_walk_index=9)
             for v in ("two_cliques", "as_released")
@@ -291,8 +296,10 @@ def test_gnn_claims_fail_when_inverted(gnn):
     v = lambda cid, *s: _verdict("gnn-walk-index", cid, *s)  # noqa: E731
     assert v("GNN-0", replace(gnn, gnn0=replace(gnn.gnn0, figure_wi2=47))) == "fail"
     assert v("GNN-0", replace(gnn, gnn0=replace(gnn.gnn0, one_wis_equal=29))) == "fail"
-    tie = replace(gnn.gnn1[2], contiguous=9)  # tie at L = 3
+    tie = replace(gnn.gnn1[2], alternating=1116)  # tie at L = 3
     assert v("GNN-1", replace(gnn, gnn1=(*gnn.gnn1[:2], tie))) == "fail"
+    full = replace(gnn.gnn1[2], side=1116)  # contiguous rank fills the grid: cannot order
+    assert v("GNN-1", replace(gnn, gnn1=(*gnn.gnn1[:2], full))) == "inconclusive"
     assert v("GNN-1", replace(gnn, gnn1=gnn.gnn1[:2])) == "inconclusive"
     # +4.5 points only (seeds 63 and 64 against 58 and 60)
     s0 = _gnn2(gnn, "two_cliques", high_walk=63.0)
