@@ -197,7 +197,8 @@ def _draw_rank_trajectories(results: Sequence[Result]):
             ax.axvline(b, color="black", ls=":", lw=1)
         ax.axhline(results[0].summary.target_rank, color="grey", ls="--", lw=0.8)
         ax.set_title(titles[kind])
-        ax.set_xlabel("stage-1 step (dotted: λ/η phase switch)")
+        switches = len(results[0].summary.phase_boundaries) > 1
+        ax.set_xlabel("stage-1 step" + (" (dotted: λ/η phase switch)" if switches else ""))
     top = max(max(m.rank_seq[tau]) for r in results for m in r.summary.members)
     axes[0].set_ylim(-0.3, top + 0.7)
     axes[0].set_ylabel(f"numerical rank, s_i > {tau}·s₁ (raw logs)")
