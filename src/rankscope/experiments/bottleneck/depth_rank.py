@@ -40,9 +40,15 @@ PAPER = "arXiv:2209.15055"
 @dataclass(frozen=True)
 class SlopeConfig:
     """(a) Teacher d → k → d (hidden ``teacher_width``), N = ``n_train``; students of width
-    ``width`` at every depth; λ‖θ‖² (biases counted when ``count_bias_in_norm``)."""
+    ``width`` at every depth, initialised by ``init`` (``he`` or ``lecun``); λ‖θ‖² (biases
+    counted when ``count_bias_in_norm``).
 
-    depths: tuple[int, ...] = (3, 5, 7, 9, 11)
+    The default depths start at 7 and reach 19 (docs/decisions.md, item 46): at L <= 5 the
+    R⁽²⁾/L term of the expansion dominates (‖θ‖² at L = 3 is no smaller than at L = 5), so a
+    straight line through them does not measure R⁽⁰⁾; He init keeps a depth-19 ReLU student
+    off the f = 0 critical point that LeCun init falls into at λ = 1e-2."""
+
+    depths: tuple[int, ...] = (7, 11, 15, 19)
     dim: int = 10
     k: int = 2
     teacher_width: int = 32
@@ -54,12 +60,15 @@ class SlopeConfig:
     adam_lr: float = 3e-3
     lbfgs_steps: int = 30
     tau: float = 0.1
+    init: str = "he"
 
     def __post_init__(self) -> None:
         if len(self.depths) < 3 or min(self.depths) < 2:
             raise ValueError(f"depths needs >= 3 depths >= 2 for a slope, got {self.depths}")
         if not self.lam > 0:
             raise ValueError(f"lam must be > 0, got {self.lam}")
+        if self.init not in ("he", "lecun"):
+            raise ValueError(f"init must be 'he' or 'lecun', got {self.init!r}")
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,14 @@ PRESETS = {
     ),
     "default": Config(),
     "paper": Config(
-        slope=SlopeConfig(n_train=500, width=100, lam=1e-4, adam_steps=5000, lbfgs_steps=200),
+        slope=SlopeConfig(
+            depths=(3, 5, 7, 9, 11),
+            n_train=500,
+            width=100,
+            lam=1e-4,
+            adam_steps=5000,
+            lbfgs_steps=200,
+        ),
         denoise=DenoiseConfig(n_train=500, n_test=500, width=100, lam=1e-4, adam_steps=5000),
     ),
 }
@@ -120,6 +136,7 @@ class DepthFit:
     layer_norms: list[float]
     layer_ranks: list[int]  # #{s_i > τ s_1} per W_ℓ
     middle_rank: float  # proxy (a): median over middle layers
+    balance_gap: float  # max_ℓ |‖W_ℓ+1‖² − ‖W_ℓ‖² − c·‖b_ℓ‖²| / mean_ℓ ‖W_ℓ‖² (0 if critical)
 
 
 @dataclass(frozen=True)
@@ -151,7 +168,7 @@ class Summary:
 def _fit_depth(cfg: SlopeConfig, task, depth: int, ctx: RunContext) -> DepthFit:
     dims = [cfg.dim, *([cfg.width] * (depth - 1)), cfg.dim]
     net = MLP(
-        dims, "relu", True, init="lecun", generator=ctx.child_generator(depth), dtype=torch.float64
+        dims, "relu", True, init=cfg.init, generator=ctx.child_generator(depth), dtype=torch.float64
     ).to(ctx.device)
     x, y = task.x.to(ctx.device), task.y.to(ctx.device)
 
@@ -172,6 +189,7 @@ def _fit_depth(cfg: SlopeConfig, task, depth: int, ctx: RunContext) -> DepthFit:
     sv = spectra(net.weights)
     norms = net.layer_norms(cfg.count_bias_in_norm)
     sq = float(sum(norms))
+    gap = _balance_gap(net, cfg.count_bias_in_norm)
     ctx.log.log("sq_norm", sq, step=depth)
     for l, (s, nrm) in enumerate(zip(sv, norms, strict=True), 1):
         ctx.log.log_vector("sv", s, step=depth, layer=f"L{depth}/W{l}")
@@ -185,7 +203,24 @@ def _fit_depth(cfg: SlopeConfig, task, depth: int, ctx: RunContext) -> DepthFit:
         layer_norms=norms,
         layer_ranks=[int(count_above(s, cfg.tau)) for s in sv],
         middle_rank=weight_count_rank(sv, cfg.tau),
+        balance_gap=gap,
     )
+
+
+def _balance_gap(net: MLP, count_bias: bool) -> float:
+    """How far the fit is from the rescaling identity of a critical point.
+
+    Scaling (W_ℓ, b_ℓ) by α and W_ℓ+1 by 1/α leaves f unchanged, so at a critical point of
+    C + λ‖θ‖² the derivative in α vanishes: ‖W_ℓ+1‖² = ‖W_ℓ‖² + ‖b_ℓ‖² when biases are in
+    the norm, ‖W_ℓ+1‖² = ‖W_ℓ‖² when they are not. With biases counted the layer norms
+    therefore grow with ℓ at a critical point; they are not equal."""
+    with torch.no_grad():
+        w = [float((m * m).sum()) for m in net.weights]
+        b = [float((v * v).sum()) for v in net.biases] if count_bias else [0.0] * len(w)
+    if len(w) < 2:
+        return 0.0
+    dev = max(abs(w[i + 1] - w[i] - b[i]) for i in range(len(w) - 1))
+    return dev / (sum(w) / len(w))
 
 
 def _pca_basis(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,7 +349,8 @@ def _slope(r: Result) -> Check:
         ok,
         headline=(
             f"slope {s.slope:.2f} ± {s.slope_stderr:.2f} over L = {s.fits[0].depth}…"
-            f"{s.fits[-1].depth} vs Rank_BN = 2 (band [{lo}, {hi}]; max ‖∇J‖ {worst:.1e})"
+            f"{s.fits[-1].depth} vs Rank_BN = 2 (band [{lo}, {hi}]; max ‖∇J‖ {worst:.1e}, "
+            f"rescaling identity to {max(f.balance_gap for f in s.fits):.1%})"
             f" → {'pass' if ok else 'fail'}"
         ),
         slope=s.slope,
@@ -323,6 +359,7 @@ def _slope(r: Result) -> Check:
         r2=s.r2,
         sq_norms={f.depth: f.sq_norm for f in s.fits},
         grad_norms={f.depth: f.grad_norm for f in s.fits},
+        balance_gaps={f.depth: f.balance_gap for f in s.fits},
         diagnostic_three_term_slope=_three_term(depths, sq),
         diagnostic_slope_depth_ge_5=later,
     )
