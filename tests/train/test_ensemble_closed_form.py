@@ -98,9 +98,24 @@ def test_closed_form_steps_equal_autograd_steps(
     fast, fast_res = _run(kind, True, *args)
     slow, slow_res = _run(kind, False, *args)
     for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
-        assert torch.equal(a.detach(), b.detach())
-    np.testing.assert_array_equal(fast_res.history["loss"], slow_res.history["loss"])
+        _assert_same_up_to_rounding(a.detach(), b.detach())
+    tol = _ULPS * torch.finfo(dtype).eps
+    np.testing.assert_allclose(
+        fast_res.history["loss"], slow_res.history["loss"], rtol=tol, atol=tol
+    )
     assert fast_res.status == slow_res.status
+
+
+# The two paths compute the same sums, but a full-batch matmul may add them in another order
+# (bit-equal on one CPU, 2e-16 / 9e-8 relative apart on an AVX2 AMD EPYC): compare to a few
+# units of roundoff of the dtype, relative to the tensor's largest entry.
+_ULPS = 64
+
+
+def _assert_same_up_to_rounding(a: torch.Tensor, b: torch.Tensor) -> None:
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    tol = _ULPS * torch.finfo(b.dtype).eps * max(scale, 1e-30)
+    torch.testing.assert_close(a, b, rtol=0.0, atol=tol)
 
 
 def test_closed_form_masks_a_diverging_member() -> None:
@@ -111,7 +126,7 @@ def test_closed_form_masks_a_diverging_member() -> None:
     assert fast_res.status == slow_res.status == ["completed", "completed", "diverged"]
     assert fast_res.diverged_step == slow_res.diverged_step
     for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
-        assert torch.equal(a.detach()[:2], b.detach()[:2])
+        _assert_same_up_to_rounding(a.detach()[:2], b.detach()[:2])
 
 
 def test_closed_form_member_equals_an_independent_run() -> None:
