@@ -129,7 +129,8 @@ def _dr_denoise(results: Sequence[Result]):
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(
         "depth-rank: held-out noisy points through the autoencoders "
-        "(deep must be < 0.5, depth 2 >= 0.8)"
+        f"(deep must be < 0.5, depth 2 >= 0.8 × {res.summary.control.linear_ratio:.2f}, "
+        "the projection onto the curve's span)"
     )
     return fig, axes
 
