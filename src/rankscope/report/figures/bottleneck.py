@@ -128,9 +128,9 @@ def _dr_denoise(results: Sequence[Result]):
     axes[0].set_ylabel("PC 2 of the curve")
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(
-        "depth-rank: held-out noisy points through the autoencoders "
-        f"(deep must be < 0.5, depth 2 >= 0.8 × {res.summary.control.linear_ratio:.2f}, "
-        "the projection onto the curve's span)"
+        f"depth-rank: held-out noisy points through the autoencoders (seed {res.seed})\n"
+        f"deep must be < 0.5; depth 2 >= 0.8 × {res.summary.control.linear_ratio:.2f}, "
+        "the ratio of the projection onto the curve's span"
     )
     return fig, axes
 
