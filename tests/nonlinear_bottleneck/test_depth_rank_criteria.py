@@ -65,7 +65,7 @@ def _fit(depth: int, sq: float, rep_rank: float) -> DepthFit:
 
 def _summary(fits: list[DepthFit], control_ratio: float = 0.74, deep_ratio: float = 0.4):
     line = np.polyfit([f.depth for f in fits], [f.sq_norm for f in fits], 1)
-    ae = AutoencoderFit(8, deep_ratio, 1.0, deep_ratio, 2, 3.0, 10.0, 0.0, 0.745)
+    ae = AutoencoderFit(8, deep_ratio, 1.0, deep_ratio, 2, 3.0, 10.0, 0.0)
     control = dataclasses.replace(ae, depth=2, ratio=control_ratio)
     return Summary(
         fits=fits,
@@ -75,6 +75,7 @@ def _summary(fits: list[DepthFit], control_ratio: float = 0.74, deep_ratio: floa
         r2=1.0,
         deep=ae,
         control=control,
+        linear_ratio=0.745,
         lam=1e-2,
         count_bias_in_norm=True,
         tau=0.1,

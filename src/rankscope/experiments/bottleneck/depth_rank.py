@@ -163,7 +163,6 @@ class AutoencoderFit:
     weight_rank: float  # proxy (a) on the weights
     sq_norm: float
     grad_norm: float
-    linear_ratio: float = float("nan")  # the same ratio for the projection onto the curve's span
 
 
 @dataclass(frozen=True)
@@ -175,6 +174,7 @@ class Summary:
     r2: float
     deep: AutoencoderFit
     control: AutoencoderFit
+    linear_ratio: float  # the autoencoders' ratio for the projection onto the curve's span
     lam: float
     count_bias_in_norm: bool
     tau: float
@@ -306,7 +306,6 @@ def _fit_autoencoder(cfg: DenoiseConfig, curve, test, depth: int, ctx: RunContex
         weight_rank=weight_count_rank(spectra(net.weights), cfg.tau),
         sq_norm=float(net.squared_norm(True).detach()),
         grad_norm=rep.grad_norm,
-        linear_ratio=linear_denoise_ratio(dense, test.noisy.to(ctx.device)),
     )
 
 
@@ -344,6 +343,7 @@ def run(config: Config, ctx: RunContext) -> Result:
         r2=line.r2,
         deep=deep,
         control=control,
+        linear_ratio=linear_denoise_ratio(curve.dense, test.noisy),
         lam=a.lam,
         count_bias_in_norm=a.count_bias_in_norm,
         tau=a.tau,
@@ -452,7 +452,7 @@ def _middle_rank(r: Result) -> Check:
 
 def _denoise(r: Result) -> Check:
     s = r.summary
-    lin = s.control.linear_ratio
+    lin = s.linear_ratio
     floor = RATIO_CONTROL * lin
     ok = s.deep.ratio < RATIO_DEEP and s.control.ratio >= floor
     return check(

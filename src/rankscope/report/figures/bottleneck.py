@@ -129,7 +129,7 @@ def _dr_denoise(results: Sequence[Result]):
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(
         f"depth-rank: held-out noisy points through the autoencoders (seed {res.seed})\n"
-        f"deep must be < 0.5; depth 2 >= 0.8 × {res.summary.control.linear_ratio:.2f}, "
+        f"deep must be < 0.5; depth 2 >= 0.8 × {res.summary.linear_ratio:.2f}, "
         "the ratio of the projection onto the curve's span"
     )
     return fig, axes
