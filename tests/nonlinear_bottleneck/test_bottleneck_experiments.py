@@ -127,6 +127,15 @@ def test_bs3_extrapolates_the_balanced_layer_norm_to_infinite_depth():
     assert mean[0] == pytest.approx(9.5)
 
 
+def test_bs_student_init_is_validated_and_reaches_the_model():
+    from rankscope.experiments.bottleneck import bottleneck_structure as bs
+
+    with pytest.raises(ValueError, match="init must be 'he' or 'lecun', got 'xavier'"):
+        bs.StudentConfig(init="xavier")
+    assert bs.PRESETS["default"].students.init == "he"
+    assert min(bs.PRESETS["default"].students.depths) >= bs.DEEP
+
+
 def test_layers_before_interpolates_between_layer_positions():
     from rankscope.experiments.bottleneck.leaky_resnet import layers_before
 

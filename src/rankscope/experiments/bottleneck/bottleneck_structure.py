@@ -2,8 +2,10 @@
 (Jacot, arXiv 2305.19008).
 
 Task: x ~ N(0, I_4), f*(x) = h(‖x_{1:2}‖, ‖x_{3:4}‖) with random Fourier features h (invariant
-under SO(2)×SO(2): Rank_BN ≤ 2). ReLU students of depth L ∈ ``depths`` with biases minimize
-C + λΣ‖W_ℓ‖² (weights only) by full-batch Adam, then L-BFGS in float64 (‖∇J‖ reported).
+under SO(2)×SO(2): Rank_BN ≤ 2). ReLU students of depth L ∈ ``depths`` (12–24, He init:
+LeCun init and L ≤ 12 stay outside the regime ‖θ‖² ≈ L·R⁽⁰⁾ + R⁽¹⁾, docs/claims-changelog.md)
+with biases minimize C + λΣ‖W_ℓ‖² (weights only) by full-batch Adam, then L-BFGS in float64
+(‖∇J‖ reported).
 Measured per depth: the spectra of the middle W_ℓ (2 values near s_1, the rest small and
 shrinking with L), the tail Σ_{i>2}s_i², ‖W_ℓ‖_F², the held-out R² of predicting the two radii
 from the top-2 principal components of the middle representation, and the median
@@ -48,21 +50,24 @@ PAPER = "arXiv:2305.19008"
 
 @dataclass(frozen=True)
 class StudentConfig:
-    depths: tuple[int, ...] = (4, 6, 8, 12)
+    depths: tuple[int, ...] = (12, 16, 20, 24)
     width: int = 32
     n_train: int = 200
     n_test: int = 200
     d_out: int = 4
     n_features: int = 8
     lam: float = 3e-3
-    adam_steps: int = 800
+    adam_steps: int = 3000
     adam_lr: float = 3e-3
-    lbfgs_steps: int = 20
+    lbfgs_steps: int = 100
     n_jacobian: int = 50
+    init: str = "he"
 
     def __post_init__(self) -> None:
         if len(self.depths) < 2:
             raise ValueError(f"depths needs >= 2 depths for a trend, got {self.depths}")
+        if self.init not in ("he", "lecun"):
+            raise ValueError(f"init must be 'he' or 'lecun', got {self.init!r}")
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ def _r2(train_h, test_h, train_r, test_r) -> float:
 def _student(cfg: StudentConfig, task, depth: int, ctx: RunContext) -> DepthStructure:
     dims = [4, *([cfg.width] * (depth - 1)), cfg.d_out]
     net = MLP(
-        dims, "relu", True, init="lecun", generator=ctx.child_generator(depth), dtype=torch.float64
+        dims, "relu", True, init=cfg.init, generator=ctx.child_generator(depth), dtype=torch.float64
     ).to(ctx.device)
     x, y = task.x.to(ctx.device), task.y.to(ctx.device)
 

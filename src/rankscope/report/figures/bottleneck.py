@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from rankscope.experiments.base import Result
+from rankscope.experiments.bottleneck.bottleneck_structure import norm_extrapolation
 from rankscope.experiments.bottleneck.feature_sparsity import pruned_cases
 from rankscope.report.figures.base import FigureSpec, new_figure
 
@@ -156,16 +158,31 @@ def _bs_tail(results: Sequence[Result]):
             label=f"seed {res.seed}: slope {s.tail_slope:.2f}",
         )
         for d in s.depths:
-            axes[1].scatter([d.depth] * len(d.middle_norms), d.middle_norms, color=f"C{i}", s=12)
+            axes[1].scatter(
+                [1 / d.depth] * len(d.middle_norms), d.middle_norms, color=f"C{i}", s=12
+            )
+        fit, _ = norm_extrapolation(s)
+        inv = np.linspace(0.0, 1 / min(ls), 20)
+        axes[1].plot(
+            inv,
+            fit.intercept + fit.slope * inv,
+            "--",
+            color=f"C{i}",
+            lw=1,
+            label=f"seed {res.seed}: a + b/L, a = {fit.intercept:.2f}",
+        )
     ls = np.array([d.depth for d in results[0].summary.depths], dtype=float)
     t0 = results[0].summary.depths[0].mean_tail
     axes[0].loglog(ls, t0 * (ls / ls[0]) ** -0.5, "k--", lw=1, label="slope −0.5 (criterion)")
+    axes[0].set_xticks(ls, [f"{v:g}" for v in ls])
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_xlabel("depth L")
     axes[0].set_ylabel("mean middle-layer Σ_(i>2) s_i²")
     axes[0].legend(fontsize=7)
-    axes[1].axhspan(1.5, 2.7, color="C2", alpha=0.15, label="band [1.5, 2.7]")
+    axes[1].axhspan(1.5, 2.7, color="C2", alpha=0.15, label="band for a: [1.5, 2.7]")
     axes[1].axhline(2.0, color="C2", lw=1)
-    axes[1].set_xlabel("depth L")
+    axes[1].set_xlim(left=0.0)
+    axes[1].set_xlabel("1 / L  (L → ∞ at the left edge)")
     axes[1].set_ylabel("middle-layer ‖W_ℓ‖_F²")
     axes[1].legend(fontsize=7)
     fig.suptitle("bottleneck-structure: the tail shrinks with L; ‖W_ℓ‖² ≈ R⁽⁰⁾ = 2")
