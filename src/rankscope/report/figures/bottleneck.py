@@ -375,7 +375,8 @@ FIGURES: dict[str, list[FigureSpec]] = {
         FigureSpec(
             "bs_tail",
             "Tail energy and middle-layer norms",
-            "Σ_{i>2}s_i² against L (log-log) with slope −0.5; ‖W_ℓ‖² with the band.",
+            "Σ_{i>2}s_i² against L (log-log) with slope −0.5; ‖W_ℓ‖² against 1/L with each "
+            "seed's a + b/L fit (BS-3 tests its intercept a against the band).",
             _bs_tail,
         ),
     ],
