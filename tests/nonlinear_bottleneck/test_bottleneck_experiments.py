@@ -127,7 +127,7 @@ def test_bs3_extrapolates_the_balanced_layer_norm_to_infinite_depth():
     assert mean[0] == pytest.approx(9.5)
 
 
-def test_bs_student_init_is_validated_and_reaches_the_model():
+def test_bs_student_init_is_validated_and_the_default_is_he_at_deep_depths():
     from rankscope.experiments.bottleneck import bottleneck_structure as bs
 
     with pytest.raises(ValueError, match="init must be 'he' or 'lecun', got 'xavier'"):
