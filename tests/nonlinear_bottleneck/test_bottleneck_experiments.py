@@ -145,3 +145,101 @@ def test_layers_before_interpolates_between_layer_positions():
     assert layers_before(dense, 0.2) == pytest.approx(2 + 0.015 / 0.09)
     with pytest.raises(ValueError, match="increase"):
         layers_before([0.0, 0.5, 0.5, 1.0], 0.2)
+
+
+def test_bs_restarts_are_validated_and_the_lowest_objective_is_measured():
+    import torch
+
+    from rankscope.experiments.base import RunContext
+    from rankscope.experiments.bottleneck import bottleneck_structure as bs
+    from rankscope.experiments.bottleneck.data import radial_task
+
+    with pytest.raises(ValueError, match="restarts must be an integer >= 1, got 0"):
+        bs.StudentConfig(restarts=0)
+    cfg = bs.dataclasses.replace(bs.PRESETS["smoke"].students, restarts=3)
+    ctx = RunContext(0)
+    task = radial_task(ctx.child_generator(0), d_out=4, n_features=8, n=40, n_test=40)
+    got = bs._student(cfg, task, 4, ctx)
+    assert len(got.restart_objectives) == 3
+    assert got.chosen == min(range(3), key=got.restart_objectives.__getitem__)
+    # refit the chosen restart alone: same objective, and it is what was measured
+    net, rep = bs._fit_student(cfg, task, 4, RunContext(0), got.chosen)
+    assert rep.objective == pytest.approx(got.restart_objectives[got.chosen], rel=1e-12)
+    sq = float(sum((w.detach() ** 2).sum() for w in net.weights))
+    assert got.sq_norm == pytest.approx(sq, rel=1e-12)
+    assert len(set(got.restart_objectives)) == 3  # distinct inits
+    assert torch.isfinite(torch.tensor(got.restart_objectives)).all()
+
+
+def test_leaky_path_length_is_the_sum_of_kernel_norm_steps():
+    import numpy as np
+    import torch
+
+    from rankscope.experiments.bottleneck.leaky_resnet import gamma_of, path_length
+    from rankscope.metrics import hamiltonian_terms
+    from rankscope.metrics.bottleneck import kernel_norm_sq
+
+    g = torch.Generator().manual_seed(3)
+    reps = [torch.randn(12, 5, generator=g, dtype=torch.float64) for _ in range(5)]
+    rho, leak = [0.1, 0.3, 0.4, 0.2], 2.0
+    kin = [
+        float(hamiltonian_terms(reps[i], (reps[i] - reps[i - 1]) / rho[i - 1], leak)[0])
+        for i in range(1, 5)
+    ]
+    want = sum(float(kernel_norm_sq(reps[i] - reps[i - 1], reps[i])) ** 0.5 for i in range(1, 5))
+    assert path_length(kin, rho, leak) == pytest.approx(want, rel=1e-10)
+    with pytest.raises(ValueError, match="one kinetic energy per step"):
+        path_length(kin, rho[:3], leak)
+    f = np.concatenate([np.maximum(reps[0].numpy(), 0), np.ones((12, 1))], 1)
+    assert gamma_of(reps[0], 1e-3) == pytest.approx(1e-3 * np.linalg.norm(f, 2) ** 2, rel=1e-10)
+
+
+def test_leaky_critical_residual_is_the_weight_gradient_rescaled():
+    import statistics
+
+    import torch
+
+    from rankscope.experiments.bottleneck.leaky_resnet import critical_residual
+    from rankscope.models import LeakyResNet
+
+    g = torch.Generator().manual_seed(5)
+    net = LeakyResNet(3, 2, width=6, depth=5, leak=2.0, lam=0.3, generator=g)
+    x = torch.randn(20, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(net.objective(x, y), list(net.weights))
+    # ∂J/∂W_ℓ = (λ/L̃)·ρ_ℓ·(W_ℓ − L̃·B_ℓᵀσ̃(A_ℓ−1)) with λ = lam_eff
+    coef = net.lam_eff / net.leak
+    want = statistics.median(
+        float(gw.norm() / (coef * float(net.rho[l]) * w.detach().norm()))
+        for l, (gw, w) in enumerate(zip(grads, net.weights, strict=True))
+    )
+    reps, bs = net.backward_variables(x, y)
+    assert critical_residual(net.weights, reps, bs, net.leak) == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match="L weights and L \\+ 1"):
+        critical_residual(net.weights, reps[:-1], bs, net.leak)
+
+
+def test_unregularized_leaky_maps_let_a_rescaling_remove_the_bias_cost():
+    """Why leaky-resnet regularizes U and V by default (docs/decisions.md, item 52)."""
+    import torch
+
+    from rankscope.experiments.bottleneck import leaky_resnet
+    from rankscope.models import LeakyResNet
+
+    assert leaky_resnet.PRESETS["default"].net.regularize_maps
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(15, 3, generator=g, dtype=torch.float64)
+    for reg in (False, True):
+        net = LeakyResNet(3, 2, width=6, depth=5, leak=2.0, regularize_maps=reg, generator=g)
+        f0, pen0 = net(x).detach(), float(net.penalty().detach())
+        c = 0.1
+        with torch.no_grad():
+            net.u.mul_(c)
+            net.v.div_(c)
+            for w in net.weights:
+                w[:, -1].mul_(c)  # the bias column acts on the constant 1 of σ̃
+        assert torch.allclose(net(x), f0, atol=1e-10)  # same function
+        if not reg:
+            assert float(net.penalty().detach()) < pen0  # cheaper: no minimizer keeps a bias
+        else:
+            assert float(net.penalty().detach()) > pen0  # ‖V‖²/c² grows: the scale is pinned

@@ -2,12 +2,18 @@
 (Jacot & Kaiser, arXiv 2405.17573; docs/results.md CPU recipe).
 
 Teacher f* = g2∘g1 with random ReLU nets g1: R^d → R^3, g2: R^3 → R^d (k* = 3), inputs and
-outputs standardized. Leaky ResNets of width w and depth L (learned input/output maps, not
-regularized) with effective depth L̃ ∈ ``leaks`` minimize C + (λ/(2L̃))Σρ_ℓ‖W_ℓ‖² (λ convention
-recorded) by full-batch Adam, then L-BFGS in float64 (‖∇J‖ reported). Per layer: the spectra
-of W_ℓ, the stable COI_γ(A_ℓ) (γ = γ0‖σ̃(A)‖²_op), the discrete Hamiltonian
-H_ℓ = H(A_ℓ, B_ℓ) with B_ℓ = −(1/λ)∂C/∂A_ℓ by autograd of the data loss, and its kinetic and
-potential parts (∂_pA ≈ (A_ℓ − A_{ℓ−1})/ρ_ℓ). Then equidistant against adaptive steps at one L̃.
+outputs standardized. Leaky ResNets of width w and depth L (learned input/output maps U, V,
+regularized by default: unregularized, rescaling A by c → 0 with U → cU, V → V/c and the bias
+column of every W_ℓ → c·b leaves f unchanged and drives the bias cost to 0, so J has no
+critical point with a bias; docs/decisions.md, item 52) with effective depth L̃ ∈ ``leaks``
+minimize C + (λ/(2L̃))(Σρ_ℓ‖W_ℓ‖² + ‖U‖² + ‖V‖²) (λ convention recorded) by full-batch Adam,
+then L-BFGS in float64 (‖∇J‖ reported). Per layer: the spectra of W_ℓ, the stable COI_γ(A_ℓ)
+(γ = γ0‖σ̃(A)‖²_op), the discrete Hamiltonian H_ℓ = H(A_ℓ, B_ℓ) with B_ℓ = −(1/λ)∂C/∂A_ℓ
+by autograd of the data loss, and its kinetic and
+potential parts (∂_pA ≈ (A_ℓ − A_{ℓ−1})/ρ_ℓ), Theorem 4's path length ℓ_γ and γc, and the
+residual of the critical-point identity W_ℓ = L̃·B_ℓᵀσ̃(A_ℓ−1): LR-1…LR-4 are about critical
+points and read inconclusive when that residual exceeds 0.25. Then equidistant against
+adaptive steps at one L̃.
 Records (layer ``Lt{L̃}`` or ``steps/{scheme}``, step = ℓ): ``H``, ``kinetic``, ``potential``,
 ``coi``, ``p``, ``neg_mass``, vectors ``sv``; ``rho`` during adaptive training.
 """
@@ -22,7 +28,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rankscope.experiments.base import Check, Claim, Experiment, Result, RunContext, check
+from rankscope.experiments.base import (
+    Check,
+    Claim,
+    Experiment,
+    Result,
+    RunContext,
+    check,
+    inconclusive,
+)
 from rankscope.experiments.bottleneck._common import fit_two_phase, spectra
 from rankscope.experiments.bottleneck.data import bottleneck_teacher
 from rankscope.metrics import (
@@ -61,7 +75,7 @@ class NetConfig:
     lambda_convention: str = "lambda_over_Ltilde"
     input_map: str = "learned"
     output_map: str = "learned"
-    regularize_maps: bool = False
+    regularize_maps: bool = True
     adam_steps: int = 800
     adam_lr: float = 1e-3
     lbfgs_steps: int = 30
@@ -144,6 +158,11 @@ class LeakRun:
     test_mse: float
     grad_norm: float
     early_layers: int  # #{ℓ : p_ℓ <= p_cut}
+    # Theorem 4: path length ℓ_γ = Σ_ℓ ρ_ℓ‖∂_pA‖_(K+γI) and γc = max_ℓ γ_ℓ · max_ℓ ‖B_ℓ‖²_F
+    path_length: float = float("nan")
+    gamma_c: float = float("nan")
+    # median_ℓ ‖W_ℓ − L̃·B_ℓᵀσ̃(A_ℓ−1)‖_F/‖W_ℓ‖_F: 0 at a critical point (stationarity in W_ℓ)
+    critical_residual: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -207,8 +226,12 @@ def _measure(net: LeakyResNet, task, cfg: NetConfig, k_star: int, cut: float, re
     for l, v in zip(mid, neg, strict=True):
         ctx.log.log("neg_mass", v, step=l, layer=tag)
     med = statistics.median(h)
+    path = path_length(kin, rho.tolist(), leak)
+    crit = critical_residual(net.weights, reps, bs, leak)
+    gc = max(gamma_of(a, cfg.gamma0) for a in reps) * max(float((b * b).sum()) for b in bs)
     with torch.no_grad():
         test = float(net.data_cost(net(task.x_test.to(ctx.device)), task.y_test.to(ctx.device)))
+        train = float(net.data_cost(net(x), y))  # rep.data_loss is J: the loss_fn is J
     return LeakRun(
         leak=leak,
         scheme=net.scheme,
@@ -223,11 +246,55 @@ def _measure(net: LeakyResNet, task, cfg: NetConfig, k_star: int, cut: float, re
         k_star_count=sum(c == k_star for c in (counts[l - 1] for l in mid)) / len(mid),
         large_counts=counts,
         neg_mass=sum(neg) / len(neg),
-        train_mse=rep.data_loss,
+        train_mse=train,
         test_mse=test,
         grad_norm=rep.grad_norm,
         early_layers=sum(1 for v in p[1:] if v <= cut + 1e-12),
+        path_length=path,
+        gamma_c=gc,
+        critical_residual=crit,
     )
+
+
+def critical_residual(weights, reps, bs, leak: float) -> float:
+    """How far the net is from a critical point of the objective in its weights.
+
+    ∂J/∂W_ℓ = (λ/L̃)·ρ_ℓ·(W_ℓ − L̃·B_ℓᵀσ̃(A_ℓ−1)), so W_ℓ = L̃·B_ℓᵀσ̃(A_ℓ−1) at a critical point
+    (2405.17573; the relation the Hamiltonian claims rest on). Returns the median over layers
+    of ‖W_ℓ − L̃·B_ℓᵀσ̃(A_ℓ−1)‖_F/‖W_ℓ‖_F (``reps`` = [A_0 … A_L], ``bs`` = [B_0 … B_L])."""
+    if not (len(reps) == len(bs) == len(weights) + 1):
+        raise ValueError(
+            f"need L weights and L + 1 representations and B's, got {len(weights)}, "
+            f"{len(reps)}, {len(bs)}"
+        )
+    out = []
+    for l, w in enumerate(weights, 1):
+        a = reps[l - 1].to(torch.float64)
+        f = torch.cat([torch.relu(a), torch.ones_like(a[:, :1])], dim=-1)
+        w = w.detach().to(torch.float64)
+        pred = leak * bs[l].to(torch.float64).mT @ f
+        out.append(float((w - pred).norm() / w.norm().clamp_min(1e-300)))
+    return statistics.median(out)
+
+
+def path_length(kinetic: Sequence[float], rho: Sequence[float], leak: float) -> float:
+    """ℓ_γ = ∫‖∂_pA_p‖_(K_p+γI) dp from the per-layer kinetic energies (1/(2L̃))‖∂_pA‖²:
+    Σ_ℓ ρ_ℓ·√(2L̃·kinetic_ℓ)."""
+    if len(kinetic) != len(rho):
+        raise ValueError(f"need one kinetic energy per step, got {len(kinetic)} and {len(rho)}")
+    return sum(r * (2 * leak * max(k, 0.0)) ** 0.5 for k, r in zip(kinetic, rho, strict=True))
+
+
+def gamma_of(a: torch.Tensor, gamma0: float) -> float:
+    """γ = γ0·‖σ̃(A)‖²_op of the stable COI, for a representation (N, w)."""
+    f = torch.cat([torch.relu(a), torch.ones_like(a[..., :1])], dim=-1).to(torch.float64)
+    return gamma0 * float(torch.linalg.matrix_norm(f, ord=2)) ** 2
+
+
+def theorem4_window(x: LeakRun) -> tuple[float, float]:
+    """Theorem 4's bracket for −(2/L̃)H: [min COI − (ℓ_γ/L̃ + √(γc))², min COI + γc]."""
+    width = (x.path_length / x.leak + x.gamma_c**0.5) ** 2
+    return x.min_coi - width, x.min_coi + x.gamma_c
 
 
 def _train(
@@ -323,6 +390,28 @@ BIG_LEAK = 4.0
 FRACTION = 0.6
 K_BAND = (2.5, 3.2)
 NEG_MAX = 0.05
+_GATED = "; inconclusive unless the fits are near a critical point (W = L̃Bᵀσ̃(A) residual <= 0.25)"
+CRITICAL_MAX = 0.25  # median ‖W_ℓ − L̃B_ℓᵀσ̃(A_ℓ−1)‖/‖W_ℓ‖ up to which a fit counts as critical
+
+
+def _gate(runs: Sequence[LeakRun], inner: Check) -> Check:
+    """``inner`` when every fit it reads is near a critical point, else inconclusive.
+
+    LR-1…LR-4 are statements about optimal paths, where W_ℓ = L̃·B_ℓᵀσ̃(A_ℓ−1) (and H is
+    conserved); a fit far from that identity does not test them (docs/decisions.md, item 52).
+    Runs stored before the residual was recorded (NaN) are not gated."""
+    far = {f"{x.leak:g}": x.critical_residual for x in runs if x.critical_residual > CRITICAL_MAX}
+    if not far:
+        return inner
+    shown = ", ".join(f"L̃ = {k}: {v:.2f}" for k, v in far.items())
+    return inconclusive(
+        f"not near a critical point: residual of W = L̃·Bᵀσ̃(A) {shown} (need <= {CRITICAL_MAX})",
+        headline=f"not tested: fits not near a critical point (W = L̃·Bᵀσ̃(A) residual {shown}, "
+        f"need <= {CRITICAL_MAX}); ungated: {inner.headline}",
+        critical_residual={f"{x.leak:g}": x.critical_residual for x in runs},
+        ungated_verdict=inner.verdict,
+        **inner.measured,
+    )
 
 
 def _big(s: Summary) -> list[LeakRun]:
@@ -330,17 +419,21 @@ def _big(s: Summary) -> list[LeakRun]:
 
 
 def _three(r: Result) -> Check:
+    """At the largest swept L̃ (7, the paper's Fig. 1), like LR-4: the bottleneck is a
+    large-L̃ statement and L̃ = 4 still has min COI ≈ 7 here (docs/claims-changelog.md)."""
     s = r.summary
-    vals = {f"{x.leak:g}": x.k_star_count for x in _big(s)}
+    top = max(s.runs, key=lambda x: x.leak)
+    vals = {f"{top.leak:g}": top.k_star_count}
     ok = all(v >= FRACTION for v in vals.values())
     shown = ", ".join(f"L̃ = {k}: {v:.0%}" for k, v in vals.items())
-    return check(
+    inner = check(
         ok,
         headline=f"middle layers with exactly {s.k_star} s_i > 0.1·s_max: {shown} (need >= "
         f"{FRACTION:.0%}) → " + ("pass" if ok else "fail"),
         fraction=vals,
         counts={f"{x.leak:g}": x.large_counts for x in s.runs},
     )
+    return _gate([top], inner)
 
 
 def _k_estimate(r: Result) -> Check:
@@ -352,14 +445,17 @@ def _k_estimate(r: Result) -> Check:
     ok = lo <= top <= hi and rising
     shown = " / ".join(f"{k:.2f}" for k in ks)
     at = " / ".join(f"{x.leak:g}" for x in s.runs)
-    return check(
+    inner = check(
         ok,
         headline=f"−(2/L̃)·median H = {shown} at L̃ = {at}; need the last in [{lo}, {hi}] and "
         f"rising ({'yes' if rising else 'no'}) → " + ("pass" if ok else "fail"),
         k_estimates={f"{x.leak:g}": x.k_estimate for x in s.runs},
         h_spread={f"{x.leak:g}": x.h_spread for x in s.runs},
         grad_norms={f"{x.leak:g}": x.grad_norm for x in s.runs},
+        path_over_leak={f"{x.leak:g}": x.path_length / x.leak for x in s.runs},
+        gamma_c={f"{x.leak:g}": x.gamma_c for x in s.runs},
     )
+    return _gate(s.runs, inner)
 
 
 def _coi_bound(r: Result) -> Check:
@@ -367,12 +463,13 @@ def _coi_bound(r: Result) -> Check:
     gaps = {f"{x.leak:g}": x.min_coi - x.k_estimate for x in s.runs}
     ok = all(v >= 0 for v in gaps.values())
     shown = ", ".join(f"{x.min_coi:.2f} vs {x.k_estimate:.2f}" for x in s.runs)
-    return check(
+    inner = check(
         ok,
         headline=f"min_p COI vs −(2/L̃)H per L̃: {shown} (need >=) → " + ("pass" if ok else "fail"),
         gaps=gaps,
         min_coi={f"{x.leak:g}": x.min_coi for x in s.runs},
     )
+    return _gate(s.runs, inner)
 
 
 def _nonneg(r: Result) -> Check:
@@ -382,7 +479,7 @@ def _nonneg(r: Result) -> Check:
     shrinks = all(top.neg_mass <= x.neg_mass for x in smaller)
     ok = top.neg_mass < NEG_MAX and shrinks
     shown = ", ".join(f"L̃ = {x.leak:g}: {x.neg_mass:.1%}" for x in s.runs)
-    return check(
+    inner = check(
         ok,
         headline=f"negative share of |A| in the middle layers {shown} (need < {NEG_MAX:.0%} at "
         f"the largest L̃ and no larger than at any smaller L̃: "
@@ -390,6 +487,7 @@ def _nonneg(r: Result) -> Check:
         neg_mass={f"{x.leak:g}": x.neg_mass for x in s.runs},
         diagnostic_all_big_below=bool(all(x.neg_mass < NEG_MAX for x in _big(s))),
     )
+    return _gate(s.runs, inner)
 
 
 def layers_before(p: Sequence[float], cut: float) -> float:
@@ -436,12 +534,16 @@ def _test_error(results: Sequence[Result]) -> Check:
 
 
 def _inv_runs(s: Summary, **kw) -> Summary:
+    """Every run replaced by ``kw`` and marked critical, so that the gate lets it through."""
+    kw = {"critical_residual": 0.0, **kw}
     return dataclasses.replace(s, runs=[dataclasses.replace(x, **kw) for x in s.runs])
 
 
 def _inv_coi(s: Summary) -> Summary:
-    return dataclasses.replace(
-        s, runs=[dataclasses.replace(x, min_coi=x.k_estimate - 1.0) for x in s.runs]
+    return _inv_runs(
+        dataclasses.replace(
+            s, runs=[dataclasses.replace(x, min_coi=x.k_estimate - 1.0) for x in s.runs]
+        )
     )
 
 
@@ -458,9 +560,9 @@ CLAIMS = (
     Claim(
         "LR-1",
         PAPER,
-        "For L̃ >= 4, at least 60% of the middle layers have exactly k* = 3 singular values of "
-        "W_ℓ above 0.1·s_max.",
-        ">= 60% of middle layers",
+        "At large L̃ (the largest swept, 7 as in the paper's Fig. 1), at least 60% of the "
+        "middle layers have exactly k* = 3 singular values of W_ℓ above 0.1·s_max.",
+        ">= 60% of middle layers at the largest L̃" + _GATED,
         check=_three,
         invert=lambda s: _inv_runs(s, k_star_count=0.0),
     ),
@@ -468,7 +570,7 @@ CLAIMS = (
         "LR-2",
         PAPER,
         "−(2/L̃)·median_ℓ H_ℓ lies in [2.5, 3.2] and rises toward k* = 3 with L̃.",
-        "largest L̃ in [2.5, 3.2], non-decreasing in L̃",
+        "largest L̃ in [2.5, 3.2], non-decreasing in L̃" + _GATED,
         check=_k_estimate,
         invert=lambda s: _inv_runs(s, k_estimate=10.0),
     ),
@@ -476,7 +578,7 @@ CLAIMS = (
         "LR-3",
         PAPER,
         "min_p COI(A_p) >= −(2/L̃)H (Theorem 4, γ-stable COI).",
-        "min COI >= k estimate for every L̃",
+        "min COI >= k estimate for every L̃" + _GATED,
         check=_coi_bound,
         invert=_inv_coi,
     ),
@@ -486,7 +588,7 @@ CLAIMS = (
         "Bottleneck representations are almost non-negative: negative entries carry < 5% of "
         "the absolute mass at large L̃ (the largest swept, 7 as in the paper's Fig. 1), and "
         "less than at smaller L̃.",
-        "< 5% at the largest L̃, no larger than at any smaller L̃",
+        "< 5% at the largest L̃, no larger than at any smaller L̃" + _GATED,
         check=_nonneg,
         invert=lambda s: _inv_runs(s, neg_mass=0.5),
     ),
