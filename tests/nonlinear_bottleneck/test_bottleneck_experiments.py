@@ -243,3 +243,15 @@ def test_unregularized_leaky_maps_let_a_rescaling_remove_the_bias_cost():
             assert float(net.penalty().detach()) < pen0  # cheaper: no minimizer keeps a bias
         else:
             assert float(net.penalty().detach()) > pen0  # ‖V‖²/c² grows: the scale is pinned
+
+
+def test_theorem4_window_brackets_min_coi_by_the_path_and_gamma_terms():
+    import dataclasses
+
+    from rankscope.experiments.bottleneck.leaky_resnet import LeakRun, theorem4_window
+
+    base = {f.name: 0.0 for f in dataclasses.fields(LeakRun)}
+    run = LeakRun(**{**base, "leak": 4.0, "min_coi": 3.0, "path_length": 8.0, "gamma_c": 0.25})
+    lo, hi = theorem4_window(run)
+    assert lo == pytest.approx(3.0 - (8.0 / 4.0 + 0.5) ** 2)  # 3 − 6.25
+    assert hi == pytest.approx(3.25)
