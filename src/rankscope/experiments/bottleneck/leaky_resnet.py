@@ -47,6 +47,7 @@ from rankscope.metrics import (
     middle_layers,
     negative_mass,
 )
+from rankscope.metrics.bottleneck import features
 from rankscope.models import LeakyResNet, adaptive_steps
 from rankscope.models.leaky_resnet import LAMBDA_CONVENTIONS
 
@@ -270,7 +271,7 @@ def critical_residual(weights, reps, bs, leak: float) -> float:
     out = []
     for l, w in enumerate(weights, 1):
         a = reps[l - 1].to(torch.float64)
-        f = torch.cat([torch.relu(a), torch.ones_like(a[:, :1])], dim=-1)
+        f = features(a)
         w = w.detach().to(torch.float64)
         pred = leak * bs[l].to(torch.float64).mT @ f
         out.append(float((w - pred).norm() / w.norm().clamp_min(1e-300)))
@@ -287,7 +288,7 @@ def path_length(kinetic: Sequence[float], rho: Sequence[float], leak: float) -> 
 
 def gamma_of(a: torch.Tensor, gamma0: float) -> float:
     """γ = γ0·‖σ̃(A)‖²_op of the stable COI, for a representation (N, w)."""
-    f = torch.cat([torch.relu(a), torch.ones_like(a[..., :1])], dim=-1).to(torch.float64)
+    f = features(a.to(torch.float64))
     return gamma0 * float(torch.linalg.matrix_norm(f, ord=2)) ** 2
 
 
