@@ -31,9 +31,12 @@ WD_MODES = ("adam_coupled",)
 
 @dataclass(frozen=True)
 class AccNetShape:
-    d_full: int = 100
-    d_narrow: int = 10
-    blocks: int = 3  # 15 → [100 → 10] × 2 → 100 → 20
+    """Default: the CPU-scale AccNet 15 → [300 → 30] × 2 → 300 → 20 (docs/decisions.md 53:
+    at 100/10 the nets under-fit and the exponents of B and C tie)."""
+
+    d_full: int = 300
+    d_narrow: int = 30
+    blocks: int = 3
     narrow_relu: bool = True  # as the official Net / AccordionNet forward
 
 
