@@ -68,6 +68,17 @@ def test_compositionality_seed_results_do_not_depend_on_the_ensemble():
     assert s == alone.summary
 
 
+def test_compositionality_without_scikit_learn_fails_before_training(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises
+    calls = []
+    monkeypatch.setattr(comp, "_train_accnets", lambda *a, **k: calls.append(a))
+    with pytest.raises(ImportError, match=r"rankscope\[digits\]"):
+        comp.run(TINY, RunContext(0))
+    assert calls == []
+
+
 ACROSS_INVERSIONS = {"COMP-1": comp.invert_comp1, "COMP-2": comp.invert_comp2}
 
 

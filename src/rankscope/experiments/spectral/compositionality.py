@@ -194,7 +194,19 @@ def _narrow_ranks(ens: AccNetEnsemble, e: int, crit: Criteria) -> list[int]:
     return ranks
 
 
+def _require_sklearn() -> None:
+    """The kernel baseline is scikit-learn's; fail before any training, not after it."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "compositionality's kernel-ridge baseline needs scikit-learn: "
+            "pip install 'rankscope[digits]'"
+        ) from exc
+
+
 def _kernel_fit(cfg: KernelBaseline, x, y, xt, yt) -> float:
+    _require_sklearn()
     from sklearn.kernel_ridge import KernelRidge
     from sklearn.model_selection import GridSearchCV
 
@@ -232,6 +244,7 @@ def run_many(configs, ctxs) -> list[Result]:
     config = configs[0]
     if any(c != config for c in configs):
         raise ValueError("run_many needs identical configs (ensemble_key is the config)")
+    _require_sklearn()
     n_reg, n_max = len(config.regimes), config.sizes[-1]
     data = [d for ctx in ctxs for d in _datasets(config, ctx)]  # member = (seed, regime)
     xs = torch.from_numpy(np.stack([d.x for d in data], axis=1)).float()  # (N, E, d_in)
