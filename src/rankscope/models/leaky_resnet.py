@@ -120,6 +120,12 @@ class LeakyResNet(nn.Module):
     N(0, 2(gain·L̃)²/(w+1)) so that ‖W_ℓσ̃(α)‖ ≈ L̃‖α‖ balances the leak at init. Maps:
     ``learned`` (parameters), ``fixed`` (random buffers), ``identity``.
 
+    With learned maps and ``regularize_maps=False`` (the default) the penalized objective
+    has no minimizer that uses a bias: U → cU, V → V/c and the bias column of every W_ℓ → c·b
+    leave the output unchanged and scale the bias cost by c², so training drifts toward
+    c → 0. Pass ``regularize_maps=True`` (as the ``leaky-resnet`` experiment does,
+    docs/decisions.md 52) or fixed maps to fit a critical point.
+
     >>> g = torch.Generator().manual_seed(0)
     >>> net = LeakyResNet(3, 2, width=5, depth=4, leak=2.0, generator=g)
     >>> out, reps = net.forward_with_reps(torch.ones(6, 3, dtype=torch.float64))
