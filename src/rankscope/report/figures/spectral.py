@@ -169,7 +169,8 @@ def _comp_exponents(results: Sequence[Result]):
     ax.set_ylabel("scaling exponent (−slope of log MSE vs log N)")
     ax.axhline(0, color="0.5", linewidth=0.8)
     ax.set_title("Claims: AccNet A ≥ B > C; in B AccNet − kernel ≥ 0.05", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, max(0.6, ax.get_ylim()[1]))  # room for the legend above the 0.5 rate
+    ax.legend(fontsize=7, markerscale=0.4, ncol=3, loc="upper center")  # the 30-px "_" marker
     return fig, ax
 
 
