@@ -206,7 +206,6 @@ def _require_sklearn() -> None:
 
 
 def _kernel_fit(cfg: KernelBaseline, x, y, xt, yt) -> float:
-    _require_sklearn()
     from sklearn.kernel_ridge import KernelRidge
     from sklearn.model_selection import GridSearchCV
 
