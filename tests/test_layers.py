@@ -24,7 +24,7 @@ ORDER = [
     "report",
     "cli",
 ]
-LEAVES = {"records", "results", "threads"}  # importable from anywhere
+LEAVES = {"optional", "records", "results", "threads"}  # importable from anywhere
 
 
 def _layer(module: str) -> str | None:

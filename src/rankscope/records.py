@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rankscope.optional import require
+
 __all__ = ["RecordLog", "Records"]
 
 
@@ -166,10 +168,7 @@ class Records:
 
     def frame(self):
         """A pandas DataFrame (pandas is optional)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("Records.frame() needs pandas: pip install pandas") from exc
+        pd = require("pandas", extra="pandas", needed_for="Records.frame()")
         return pd.DataFrame(
             {
                 "step": self.step,

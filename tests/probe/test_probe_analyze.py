@@ -83,7 +83,7 @@ def test_to_frame_and_missing_pandas(zoo, monkeypatch):
     frame = analyze(zoo).to_frame()
     assert isinstance(frame, pd.DataFrame) and len(frame) == 7 and "rank_torch" in frame
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(ImportError, match="pip install pandas"):
+    with pytest.raises(ImportError, match=r"rankscope\[pandas\].*to_rows"):
         analyze(zoo).to_frame()
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from rankscope.optional import require
+
 __all__ = ["build_from_config", "copy_side_files", "is_hf_dir", "load_hf"]
 
 # weight files are not copied into a compressed directory: its model.safetensors replaces them
@@ -22,13 +24,9 @@ _SKIP_DIRS = {"onnx", "openvino", ".git"}
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ImportError(
-            "compressing a Hugging Face model directory needs transformers: "
-            "pip install 'rankscope[hf]'"
-        ) from exc
+    transformers = require(
+        "transformers", extra="hf", needed_for="compressing a Hugging Face model directory"
+    )
     transformers.logging.set_verbosity_error()
     return transformers
 

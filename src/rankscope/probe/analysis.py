@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from rankscope.optional import require
+
 __all__ = ["TABLE_COLUMNS", "Analysis"]
 
 TABLES = ("layers", "representations", "skipped")
@@ -99,14 +101,11 @@ class Analysis:
         return text
 
     def to_frame(self, table: str = "layers"):
-        """A pandas DataFrame of ``table`` (pandas is optional: ``pip install pandas``)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError(
-                "Analysis.to_frame() needs pandas, which is not installed; "
-                "install it with `pip install pandas` or use to_rows()/to_csv()"
-            ) from None
+        """A pandas DataFrame of ``table`` (needs the ``pandas`` extra)."""
+        pd = require(
+            "pandas", extra="pandas", needed_for="Analysis.to_frame()",
+            instead="use to_rows() or to_csv(), which need no pandas",
+        )  # fmt: skip
         rows = self._table(table)
         return pd.DataFrame(rows, columns=_columns(rows))
 

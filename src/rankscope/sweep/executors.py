@@ -15,6 +15,8 @@ import sys
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
+from rankscope.optional import require
+
 __all__ = ["InlineExecutor", "make_executor", "terminate_workers", "worker_init"]
 
 _WATCH_INTERVAL_S = 0.5
@@ -137,12 +139,8 @@ def make_executor(
             initargs=(threads, os.getpid()),
         )
     if kind == "dask":
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as exc:
-            raise ImportError(
-                "Dask execution needs the optional extra: pip install 'rankscope[dask]'"
-            ) from exc
+        distributed = require("distributed", extra="dask", needed_for="Dask execution")
+        Client, LocalCluster = distributed.Client, distributed.LocalCluster
         if scheduler is not None:
             client = Client(scheduler, set_as_default=False)
             client.run(worker_init, threads)

@@ -10,16 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-try:
-    import lightning.pytorch as pl
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "rankscope.track.lightning needs PyTorch Lightning: pip install 'rankscope[lightning]'"
-    ) from exc
-
+from rankscope.optional import require
 from rankscope.track.tracker import WEIGHT_METRICS, RankPlateau, RankTracker
 
 __all__ = ["RankTrackerCallback"]
+
+pl = require("lightning.pytorch", extra="lightning", needed_for="rankscope.track.lightning")
 
 
 class RankTrackerCallback(pl.Callback):

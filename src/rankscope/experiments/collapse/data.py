@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rankscope.optional import require
+
 __all__ = ["Split", "check_labels", "digits_split", "gaussian_mixture", "load_digits_arrays"]
 
 
@@ -89,14 +91,8 @@ def check_labels(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled digits (1797×64 in [0, 16], labels 0..9); no download."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise ImportError(
-            "the digits experiments need scikit-learn (bundled load_digits): "
-            "pip install 'rankscope[digits]'"
-        ) from exc
-    bunch = load_digits()
+    datasets = require("sklearn.datasets", extra="digits", needed_for="the digits experiments")
+    bunch = datasets.load_digits()
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
 
 

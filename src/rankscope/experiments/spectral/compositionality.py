@@ -23,6 +23,7 @@ from rankscope.metrics.ranks import numerical_rank
 from rankscope.metrics.scaling import scaling_exponent
 from rankscope.metrics.spectra import singular_values
 from rankscope.models.accnet import AccNetEnsemble
+from rankscope.optional import require
 from rankscope.train import train
 
 PAPER = "arXiv:2407.05664"
@@ -196,13 +197,7 @@ def _narrow_ranks(ens: AccNetEnsemble, e: int, crit: Criteria) -> list[int]:
 
 def _require_sklearn() -> None:
     """The kernel baseline is scikit-learn's; fail before any training, not after it."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            "compositionality's kernel-ridge baseline needs scikit-learn: "
-            "pip install 'rankscope[digits]'"
-        ) from exc
+    require("sklearn", extra="digits", needed_for="compositionality's kernel-ridge baseline")
 
 
 def _kernel_fit(cfg: KernelBaseline, x, y, xt, yt) -> float:

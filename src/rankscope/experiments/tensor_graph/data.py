@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rankscope.metrics.tensor import cp_to_tensor
+from rankscope.optional import require
 
 __all__ = [
     "binarized_digits",
@@ -26,14 +27,8 @@ __all__ = [
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """(images (1797, 8, 8) float in [0, 16], labels (1797,) int) from scikit-learn."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "this experiment needs scikit-learn's bundled digits: pip install scikit-learn "
-            "(or pip install 'rankscope[digits]')"
-        ) from exc
-    data = load_digits()
+    datasets = require("sklearn.datasets", extra="digits", needed_for="the digits experiments")
+    data = datasets.load_digits()
     return data.images.astype(np.float64), data.target.astype(np.int64)
 
 
