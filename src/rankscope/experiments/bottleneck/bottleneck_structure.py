@@ -5,7 +5,8 @@ Task: x ~ N(0, I_4), f*(x) = h(‖x_{1:2}‖, ‖x_{3:4}‖) with random Fourier
 under SO(2)×SO(2): Rank_BN ≤ 2). ReLU students of depth L ∈ ``depths`` (12–24, He init:
 LeCun init and L ≤ 12 stay outside the regime ‖θ‖² ≈ L·R⁽⁰⁾ + R⁽¹⁾, docs/claims-changelog.md)
 with biases minimize C + λΣ‖W_ℓ‖² (weights only) by full-batch Adam, then L-BFGS in float64
-(‖∇J‖ reported).
+(‖∇J‖ reported); each depth trains ``restarts`` students from independent inits and measures
+the one with the lowest J.
 Measured per depth: the spectra of the middle W_ℓ (2 values near s_1, the rest small and
 shrinking with L), the tail Σ_{i>2}s_i², ‖W_ℓ‖_F², the held-out R² of predicting the two radii
 from the top-2 principal components of the middle representation, and the median
@@ -62,7 +63,7 @@ class StudentConfig:
     lbfgs_steps: int = 100
     n_jacobian: int = 50
     init: str = "he"
-    restarts: int = 3
+    restarts: int = 9
 
     def __post_init__(self) -> None:
         if len(self.depths) < 2:
@@ -203,7 +204,7 @@ def _student(cfg: StudentConfig, task, depth: int, ctx: RunContext) -> DepthStru
 
     The theorem is about near-minimizers (‖θ‖² <= L·R⁽⁰⁾ + O(1)); from one init the fits end
     at critical points whose data losses differ tenfold between seeds. J alone picks the
-    restart, never a claim's measurement (docs/decisions.md, item 51)."""
+    restart, never a claim's measurement (docs/decisions.md, items 51 and 55)."""
     fits = [_fit_student(cfg, task, depth, ctx, r) for r in range(cfg.restarts)]
     objectives = [rep.objective for _, rep in fits]
     chosen = min(range(len(fits)), key=objectives.__getitem__)
